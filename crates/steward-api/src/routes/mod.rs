@@ -1,0 +1,13 @@
+//! Every route, wired in one place. One handler per file-level function; each handler states
+//! the permission it needs on its first line.
+
+pub mod extract;
+pub mod health;
+pub mod tenants;
+
+use actix_web::web;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    health::configure(cfg);
+    cfg.service(web::scope("/v1").configure(tenants::configure));
+}

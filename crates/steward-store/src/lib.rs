@@ -1,0 +1,20 @@
+//! Storage for Steward: one diesel connection type over SQLite and PostgreSQL, an r2d2 pool
+//! that picks the backend from the URL, embedded migrations per backend, and the single
+//! group-committed write path every change goes through.
+
+pub mod committer;
+pub mod connection;
+pub mod keys;
+pub mod migrations;
+pub mod pagination;
+pub mod pool;
+pub mod schema;
+pub mod store;
+pub mod tenants;
+pub mod url;
+
+pub use committer::Committer;
+pub use connection::{Backend, DbConnection};
+pub use pool::{Pool, PoolOptions};
+pub use store::Store;
+pub use url::DatabaseUrl;

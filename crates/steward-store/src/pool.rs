@@ -1,0 +1,125 @@
+//! The r2d2 pool and its connection manager. The manager picks the backend from the URL and,
+//! for SQLite, sets the PRAGMAs every connection needs before it is handed out.
+
+use std::time::Duration;
+
+use diesel::connection::{Connection, TransactionManager};
+use diesel::{PgConnection, SqliteConnection};
+
+use crate::connection::DbConnection;
+use crate::url::DatabaseUrl;
+
+pub type Pool = r2d2::Pool<Manager>;
+pub type PooledConnection = r2d2::PooledConnection<Manager>;
+
+/// How SQLite syncs commits. `Full` (the default) fsyncs the WAL on every commit so an
+/// acknowledged write survives a power cut; `Normal` survives a process crash but may lose the
+/// last commits on power loss. It is a documented setting, never a silent trade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteSync {
+    #[default]
+    Full,
+    Normal,
+}
+
+impl SqliteSync {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "full" => Some(SqliteSync::Full),
+            "normal" => Some(SqliteSync::Normal),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub max_size: u32,
+    pub connection_timeout: Duration,
+    pub sqlite_sync: SqliteSync,
+    pub sqlite_busy_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_size: 16,
+            connection_timeout: Duration::from_secs(10),
+            sqlite_sync: SqliteSync::Full,
+            sqlite_busy_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("could not connect to the database: {0}")]
+    Connection(#[from] diesel::ConnectionError),
+    #[error("could not configure the database connection: {0}")]
+    Setup(#[from] diesel::result::Error),
+}
+
+#[derive(Debug)]
+pub struct Manager {
+    url: DatabaseUrl,
+    options: PoolOptions,
+}
+
+impl Manager {
+    pub fn new(url: DatabaseUrl, options: PoolOptions) -> Self {
+        Self { url, options }
+    }
+
+    pub fn connect(&self) -> Result<DbConnection, ConnectError> {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => {
+                let mut conn = SqliteConnection::establish(&path.to_string_lossy())?;
+                let sync = match self.options.sqlite_sync {
+                    SqliteSync::Full => "FULL",
+                    SqliteSync::Normal => "NORMAL",
+                };
+                // busy_timeout first: switching a fresh file to WAL takes a lock, and several
+                // pool connections opening at once would otherwise see "database is locked".
+                diesel::connection::SimpleConnection::batch_execute(
+                    &mut conn,
+                    &format!(
+                        "PRAGMA busy_timeout = {};\
+                         PRAGMA journal_mode = WAL;\
+                         PRAGMA synchronous = {sync};\
+                         PRAGMA foreign_keys = ON;",
+                        self.options.sqlite_busy_timeout.as_millis()
+                    ),
+                )?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+            DatabaseUrl::Postgres(url) => Ok(DbConnection::Postgres(PgConnection::establish(url)?)),
+        }
+    }
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = ConnectError;
+
+    fn connect(&self) -> Result<DbConnection, ConnectError> {
+        Manager::connect(self)
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), ConnectError> {
+        conn.execute_batch("SELECT 1").map_err(ConnectError::Setup)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        // A connection left inside a transaction (a panic mid-unit) must not be reused.
+        <DbConnection as Connection>::TransactionManager::is_broken_transaction_manager(conn)
+    }
+}
+
+pub fn build_pool(url: &DatabaseUrl, options: PoolOptions) -> Result<Pool, r2d2::Error> {
+    let max_size = options.max_size;
+    let timeout = options.connection_timeout;
+    r2d2::Pool::builder()
+        .max_size(max_size)
+        .connection_timeout(timeout)
+        .build(Manager::new(url.clone(), options))
+}

@@ -1,0 +1,142 @@
+//! `Store`: the pool for reads, the committer for writes, opened and migrated in one call.
+
+use std::sync::Arc;
+
+use steward_core::Error;
+
+use crate::committer::Committer;
+use crate::connection::{Backend, DbConnection};
+use crate::migrations;
+use crate::pool::{build_pool, Pool, PoolOptions};
+use crate::url::DatabaseUrl;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("could not create the database directory {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("could not open the database pool: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error(transparent)]
+    Migration(#[from] migrations::MigrationError),
+    #[error("could not start the committer thread: {0}")]
+    Committer(std::io::Error),
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pool: Pool,
+    committer: Committer,
+    backend: Backend,
+    url: DatabaseUrl,
+}
+
+impl Store {
+    /// Opens the pool, runs pending migrations, starts the committer.
+    pub fn open(url: &DatabaseUrl, options: PoolOptions) -> Result<Self, OpenError> {
+        let store = Self::open_unmigrated(url, options)?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens without migrating (for `steward migrate`, which reports what it ran).
+    pub fn open_unmigrated(url: &DatabaseUrl, options: PoolOptions) -> Result<Self, OpenError> {
+        if let DatabaseUrl::Sqlite(path) = url {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|source| OpenError::CreateDir {
+                    path: parent.display().to_string(),
+                    source,
+                })?;
+            }
+        }
+        let pool = build_pool(url, options)?;
+        let backend = if url.is_sqlite() {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let committer = Committer::start(pool.clone()).map_err(OpenError::Committer)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                committer,
+                backend,
+                url: url.clone(),
+            }),
+        })
+    }
+
+    pub fn migrate(&self) -> Result<usize, OpenError> {
+        let mut conn = self.inner.pool.get()?;
+        Ok(migrations::run_pending(&mut conn)?)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.inner.url
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
+    pub fn committer(&self) -> &Committer {
+        &self.inner.committer
+    }
+
+    /// A read on a pooled connection, off the async executor.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, Error> + Send + 'static,
+    {
+        let pool = self.inner.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|_| Error::internal_msg("read task failed"))?
+    }
+
+    pub fn read_blocking<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, Error>,
+    {
+        let mut conn = self.inner.pool.get()?;
+        f(&mut conn)
+    }
+
+    /// A write through the group committer; resolves after its commit is durable.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, Error> + Send + 'static,
+    {
+        self.inner.committer.submit(f).await
+    }
+
+    pub fn write_blocking<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, Error> + Send + 'static,
+    {
+        self.inner.committer.submit_blocking(f)
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), Error> {
+        self.read(|conn| conn.execute_batch("SELECT 1").map_err(Error::from))
+            .await
+    }
+}

@@ -1,0 +1,3 @@
+DROP TABLE jobs;
+DROP TABLE tenant_keys;
+DROP TABLE tenants;

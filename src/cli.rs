@@ -1,0 +1,61 @@
+//! Flags and environment variables. Every flag has an environment twin so a container can be
+//! configured without a command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "steward", version, about = "Steward: a multi-tenant data-processor platform")]
+pub struct Cli {
+    /// Log output format.
+    #[arg(long, env = "STEWARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API server.
+    Serve(ServeArgs),
+    /// Run pending database migrations and exit.
+    Migrate(StorageArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct StorageArgs {
+    /// Data directory: the SQLite database and master key live here.
+    #[arg(long, env = "STEWARD_DATA_DIR", default_value = "./steward-data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL: `postgres://…`, `sqlite://PATH` or a path. Default: SQLite in the data dir.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// SQLite commit durability: `full` (fsync every commit; survives power loss) or `normal`
+    /// (survives a process crash, may lose the last commits on power loss).
+    #[arg(long, env = "STEWARD_SQLITE_SYNC", default_value = "full")]
+    pub sqlite_sync: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+
+    /// Address to listen on.
+    #[arg(long, env = "STEWARD_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "STEWARD_WORKERS")]
+    pub workers: Option<usize>,
+}

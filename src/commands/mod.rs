@@ -1,0 +1,43 @@
+//! One module per subcommand.
+
+mod migrate;
+mod serve;
+
+use steward_api::Config;
+use steward_store::pool::SqliteSync;
+
+use crate::cli::{Cli, Command, StorageArgs};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Startup(#[from] steward_api::state::StartupError),
+    #[error(transparent)]
+    Open(#[from] steward_store::store::OpenError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Migrate(args) => migrate::run(args),
+    }
+}
+
+pub fn config_from(args: &StorageArgs) -> Result<Config, CliError> {
+    let sqlite_sync = SqliteSync::parse(&args.sqlite_sync).ok_or_else(|| {
+        CliError::Usage(format!(
+            "--sqlite-sync must be `full` or `normal`, not `{}`",
+            args.sqlite_sync
+        ))
+    })?;
+    Ok(Config {
+        data_dir: args.data_dir.clone(),
+        database_url: args.database_url.clone().filter(|u| !u.trim().is_empty()),
+        sqlite_sync,
+        pool_size: 16,
+    })
+}

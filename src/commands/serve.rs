@@ -1,0 +1,30 @@
+//! `steward serve`: open (and migrate) the database, then serve the API until SIGTERM/SIGINT.
+
+use std::net::TcpListener;
+
+use steward_api::AppState;
+
+use super::{config_from, CliError};
+use crate::cli::ServeArgs;
+
+pub fn run(args: ServeArgs) -> Result<(), CliError> {
+    let config = config_from(&args.storage)?;
+    let state = AppState::build_default_clock(&config)?;
+    let listener = TcpListener::bind(&args.bind)
+        .map_err(|e| CliError::Usage(format!("cannot listen on {}: {e}", args.bind)))?;
+    let addr = listener.local_addr()?;
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    println!(
+        "Steward listening on http://{addr} (data dir {}, database {})",
+        config.data_dir.display(),
+        state.store.url()
+    );
+    actix_web::rt::System::new().block_on(async move {
+        let server = steward_api::server::start(listener, state, workers)?;
+        server.await
+    })?;
+    tracing::info!("stopped");
+    Ok(())
+}
