@@ -1,0 +1,251 @@
+//! The end-to-end test kit: starts the real app on a free port over a fresh database (SQLite in
+//! a temp dir, or a PostgreSQL database of its own created from `STEWARD_TEST_POSTGRES_URL`
+//! and dropped afterwards) and drives it over HTTP.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+use serde_json::Value;
+use steward_api::{AppState, Config};
+use steward_core::ManualClock;
+
+pub const PG_ENV: &str = "STEWARD_TEST_POSTGRES_URL";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs a test body once per backend: `e2e!(name, |app| { ... })` makes `name::sqlite` and
+/// `name::postgres`; the latter says it was skipped when no PostgreSQL is configured.
+#[macro_export]
+macro_rules! e2e {
+    ($name:ident, |$app:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[test]
+            fn sqlite() {
+                let $app = $crate::common::TestApp::spawn($crate::common::Backend::Sqlite)
+                    .expect("sqlite test app");
+                $body
+            }
+
+            #[test]
+            fn postgres() {
+                let Some($app) = $crate::common::TestApp::spawn($crate::common::Backend::Postgres)
+                else {
+                    eprintln!("skipped: {} is not set", $crate::common::PG_ENV);
+                    return;
+                };
+                $body
+            }
+        }
+    };
+}
+
+/// A PostgreSQL database that exists for one test.
+pub struct TestDatabase {
+    admin_url: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub fn create() -> Option<Self> {
+        let admin_url = std::env::var(PG_ENV).ok().filter(|s| !s.is_empty())?;
+        let name = format!(
+            "steward_test_{}",
+            ulid::Ulid::new().to_string().to_lowercase()
+        );
+        let mut admin = PgConnection::establish(&admin_url).expect("connect to test PostgreSQL");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create test database");
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_string())
+            .expect("PostgreSQL URL has a database path");
+        let url = format!("{base}/{name}");
+        Some(Self {
+            admin_url,
+            name,
+            url,
+        })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = PgConnection::establish(&self.admin_url) {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Response {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text))
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+
+    pub fn content_type(&self) -> String {
+        self.header("content-type").unwrap_or_default()
+    }
+
+    /// Asserts a problem document with the given status; returns its `code`.
+    pub fn problem(&self, status: u16) -> String {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.text);
+        assert!(
+            self.content_type().starts_with("application/problem+json"),
+            "not a problem document: {} {}",
+            self.content_type(),
+            self.text
+        );
+        let body = self.json();
+        assert_eq!(body["status"], status);
+        body["code"]
+            .as_str()
+            .expect("problem has a code")
+            .to_string()
+    }
+}
+
+pub struct TestApp {
+    pub backend: Backend,
+    pub base: String,
+    pub client: reqwest::blocking::Client,
+    pub clock: ManualClock,
+    pub state: AppState,
+    pub config: Config,
+    server: Option<actix_web::dev::ServerHandle>,
+    thread: Option<JoinHandle<()>>,
+    // Dropped last: the database outlives the server.
+    pub dir: tempfile::TempDir,
+    pub pg: Option<TestDatabase>,
+}
+
+impl TestApp {
+    pub fn spawn(backend: Backend) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pg = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(TestDatabase::create()?),
+        };
+        let mut config = Config::with_data_dir(dir.path());
+        config.database_url = pg.as_ref().map(|d| d.url.clone());
+        config.pool_size = 8;
+        let clock = ManualClock::starting_now();
+        let state = AppState::build(&config, Arc::new(clock.clone())).expect("build app state");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let addr = listener.local_addr().expect("local addr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let server_state = state.clone();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let server =
+                    steward_api::server::start(listener, server_state, 2).expect("start server");
+                tx.send(server.handle()).expect("send handle");
+                let _ = server.await;
+            });
+        });
+        let handle = rx.recv().expect("server handle");
+        let client = reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .expect("http client");
+        Some(Self {
+            backend,
+            base: format!("http://{addr}"),
+            client,
+            clock,
+            state,
+            config,
+            server: Some(handle),
+            thread: Some(thread),
+            dir,
+            pg,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn send(&self, rb: reqwest::blocking::RequestBuilder) -> Response {
+        let resp = rb.send().expect("request sent");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().expect("body read");
+        Response {
+            status,
+            headers,
+            text,
+        }
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> Response {
+        let mut rb = self.client.get(self.url(path));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        self.send(rb)
+    }
+
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut rb = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        self.send(rb)
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Response {
+        self.request(reqwest::Method::POST, path, token, Some(body))
+    }
+
+    pub fn raw(&self, rb: reqwest::blocking::RequestBuilder) -> Response {
+        self.send(rb)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(h) = self.server.take() {
+            // `stop` sends its command at once; the returned future only waits for completion.
+            drop(h.stop(false));
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
