@@ -28,6 +28,31 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run pending database migrations and exit.
     Migrate(StorageArgs),
+    /// Key management: master-key rotation, tenant key destruction.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Re-wrap every tenant key under a new master key (KEK); data is untouched. Stop the
+    /// servers first. File mode writes the new key beside the old and replaces it at the end;
+    /// with STEWARD_MASTER_KEY set, give the new key in STEWARD_NEW_MASTER_KEY.
+    RotateMaster(StorageArgs),
+    /// Destroy a tenant's keys (crypto-shredding). Irreversible.
+    Destroy(DestroyKeysArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyKeysArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// The tenant whose keys to destroy.
+    #[arg(long)]
+    pub tenant: String,
+    /// The same tenant id again, to confirm.
+    #[arg(long)]
+    pub confirm: String,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -44,6 +69,11 @@ pub struct StorageArgs {
     /// (survives a process crash, may lose the last commits on power loss).
     #[arg(long, env = "STEWARD_SQLITE_SYNC", default_value = "full")]
     pub sqlite_sync: String,
+
+    /// Key file holding the base64 master key (KEK). Default: `master.key` in the data dir,
+    /// generated on first start. `STEWARD_MASTER_KEY` (base64, environment only) wins over it.
+    #[arg(long, env = "STEWARD_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

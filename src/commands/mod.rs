@@ -1,10 +1,12 @@
 //! One module per subcommand.
 
+mod keys;
 mod migrate;
 mod serve;
 
 use steward_api::Config;
 use steward_store::pool::SqliteSync;
+use zeroize::Zeroizing;
 
 use crate::cli::{Cli, Command, StorageArgs};
 
@@ -18,12 +20,15 @@ pub enum CliError {
     Open(#[from] steward_store::store::OpenError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Domain(#[from] steward_core::Error),
 }
 
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Migrate(args) => migrate::run(args),
+        Command::Keys(cmd) => keys::run(cmd),
     }
 }
 
@@ -39,5 +44,17 @@ pub fn config_from(args: &StorageArgs) -> Result<Config, CliError> {
         database_url: args.database_url.clone().filter(|u| !u.trim().is_empty()),
         sqlite_sync,
         pool_size: 16,
+        // Secrets come from the environment, never from flags (which `ps` shows).
+        master_key: secret_env("STEWARD_MASTER_KEY"),
+        previous_master_key: secret_env("STEWARD_PREVIOUS_MASTER_KEY"),
+        master_key_file: args.master_key_file.clone(),
+        fast_password_hashing: false,
     })
+}
+
+fn secret_env(name: &str) -> Option<Zeroizing<String>> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(Zeroizing::new)
 }

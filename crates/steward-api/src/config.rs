@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use steward_store::pool::SqliteSync;
 use steward_store::DatabaseUrl;
+use zeroize::Zeroizing;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -13,6 +14,14 @@ pub struct Config {
     pub database_url: Option<String>,
     pub sqlite_sync: SqliteSync,
     pub pool_size: u32,
+    /// Base64 KEK from `STEWARD_MASTER_KEY`; wins over any key file.
+    pub master_key: Option<Zeroizing<String>>,
+    /// The KEK before a rotation, while tenant keys are re-wrapped (`STEWARD_PREVIOUS_MASTER_KEY`).
+    pub previous_master_key: Option<Zeroizing<String>>,
+    /// A key file other than `data_dir/master.key`.
+    pub master_key_file: Option<PathBuf>,
+    /// Cheap password hashing, for test suites only.
+    pub fast_password_hashing: bool,
 }
 
 impl Config {
@@ -22,6 +31,10 @@ impl Config {
             database_url: None,
             sqlite_sync: SqliteSync::Full,
             pool_size: 16,
+            master_key: None,
+            previous_master_key: None,
+            master_key_file: None,
+            fast_password_hashing: false,
         }
     }
 

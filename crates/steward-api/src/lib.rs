@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod error;
+pub mod master_key;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{health, tenants};
+use crate::routes::{health, keys, tenants};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +17,8 @@ use crate::routes::{health, tenants};
         tenants::create_tenant,
         tenants::list_tenants,
         tenants::get_tenant,
+        keys::rotate_keys,
+        keys::get_job,
     ),
     components(schemas(crate::problem::Problem)),
     modifiers(&BearerAuth)

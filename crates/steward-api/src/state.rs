@@ -3,11 +3,19 @@
 use std::sync::Arc;
 
 use steward_core::{Clock, SystemClock};
+use steward_keys::KekProvider;
+use steward_store::jobs::{JobHandler, JobRunner};
+use steward_store::keys::KeyService;
 use steward_store::pool::PoolOptions;
+use steward_store::reencrypt::{ReencryptJob, ReencryptTarget};
 use steward_store::Store;
 
 use crate::config::Config;
+use crate::master_key::{self, KekOrigin};
 use crate::metrics::Metrics;
+
+/// Unwrapped tenant keyrings kept in memory at most.
+const KEY_CACHE_CAPACITY: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -20,6 +28,17 @@ pub enum StartupError {
     },
     #[error(transparent)]
     Store(#[from] steward_store::store::OpenError),
+    #[error(transparent)]
+    MasterKey(#[from] master_key::MasterKeyError),
+    #[error(
+        "the configured master key does not match this database: tenant keys are wrapped by \
+         {unknown:?}, which is not loaded. Refusing to start (no data was changed)."
+    )]
+    WrongMasterKey { unknown: Vec<String> },
+    #[error("start-up check failed: {0}")]
+    Check(#[from] steward_core::Error),
+    #[error("could not start a worker thread: {0}")]
+    Thread(std::io::Error),
 }
 
 #[derive(Clone, Debug)]
@@ -27,11 +46,25 @@ pub struct AppState {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
+    pub keys: KeyService,
+    pub jobs: JobRunner,
+    pub kek_origin: KekOrigin,
 }
 
 impl AppState {
-    /// Opens (and migrates) the database named by `config`.
+    /// Opens (and migrates) the database, loads the master key and checks it fits, and starts
+    /// the background job worker.
     pub fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
+        let state = Self::build_without_worker(config, clock)?;
+        state.jobs.spawn().map_err(StartupError::Thread)?;
+        Ok(state)
+    }
+
+    /// The same, without the job worker (CLI commands run jobs in the foreground).
+    pub fn build_without_worker(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::DataDir {
             path: config.data_dir.display().to_string(),
             source,
@@ -43,14 +76,43 @@ impl AppState {
             ..PoolOptions::default()
         };
         let store = Store::open(&url, options)?;
+        let loaded = master_key::load(config)?;
+        if let KekOrigin::Generated(path) = &loaded.origin {
+            tracing::warn!(
+                path = %path.display(),
+                "generated a new master key. Back it up now and keep it apart from database \
+                 backups: losing it loses every tenant's data"
+            );
+        }
+        let known = loaded.kek.known_kek_ids();
+        let in_use = store.read_blocking(steward_store::tenants::kek_ids_in_use)?;
+        let unknown: Vec<String> = in_use.into_iter().filter(|id| !known.contains(id)).collect();
+        if !unknown.is_empty() {
+            return Err(StartupError::WrongMasterKey { unknown });
+        }
+        let kek: Arc<dyn KekProvider> = Arc::new(loaded.kek);
+        let keys = KeyService::new(kek, KEY_CACHE_CAPACITY);
+        let jobs = JobRunner::new(store.clone(), clock.clone(), job_handlers(&keys));
         Ok(Self {
             store,
             clock,
             metrics: Arc::new(Metrics::new()),
+            keys,
+            jobs,
+            kek_origin: loaded.origin,
         })
     }
 
     pub fn build_default_clock(config: &Config) -> Result<Self, StartupError> {
         Self::build(config, Arc::new(SystemClock))
     }
+}
+
+/// Tables holding sealed values, re-encrypted after a data-key rotation.
+fn reencrypt_targets() -> Vec<Arc<dyn ReencryptTarget>> {
+    Vec::new()
+}
+
+fn job_handlers(keys: &KeyService) -> Vec<Arc<dyn JobHandler>> {
+    vec![Arc::new(ReencryptJob::new(keys.clone(), reencrypt_targets()))]
 }

@@ -4,10 +4,12 @@
 
 pub mod committer;
 pub mod connection;
+pub mod jobs;
 pub mod keys;
 pub mod migrations;
 pub mod pagination;
 pub mod pool;
+pub mod reencrypt;
 pub mod schema;
 pub mod store;
 pub mod tenants;

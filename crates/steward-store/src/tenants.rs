@@ -129,3 +129,34 @@ pub fn mark_keys_destroyed(conn: &mut DbConnection, id: &str, now: NaiveDateTime
         .execute(conn)?;
     Ok(())
 }
+
+/// Creates a tenant and its first keys in one unit of work: a tenant never exists without keys.
+pub fn create(
+    conn: &mut DbConnection,
+    kek: &dyn steward_keys::KekProvider,
+    name: String,
+    now: NaiveDateTime,
+) -> Result<TenantRow> {
+    let row = TenantRow {
+        id: steward_core::Id::Tenant.generate(),
+        name,
+        status: TenantStatus::Active.as_str().to_string(),
+        retention_days: None,
+        keys_destroyed_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    insert(conn, &row)?;
+    crate::keys::create_initial(conn, kek, &row.id, now)?;
+    Ok(row)
+}
+
+/// The KEK ids that wrap at least one tenant key (to check the configured master key fits
+/// this database before serving).
+pub fn kek_ids_in_use(conn: &mut DbConnection) -> Result<Vec<String>> {
+    use crate::schema::tenant_keys;
+    Ok(tenant_keys::table
+        .select(tenant_keys::kek_id)
+        .distinct()
+        .load(conn)?)
+}

@@ -3,11 +3,16 @@
 
 pub mod extract;
 pub mod health;
+pub mod keys;
 pub mod tenants;
 
 use actix_web::web;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
-    cfg.service(web::scope("/v1").configure(tenants::configure));
+    cfg.service(
+        web::scope("/v1")
+            .configure(tenants::configure)
+            .configure(keys::configure),
+    );
 }

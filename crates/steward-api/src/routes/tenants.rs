@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use steward_core::{Error, Id};
 use steward_store::pagination::{Page, PageRequest};
-use steward_store::tenants::{self, TenantRow, TenantStatus};
+use steward_store::tenants::{self, TenantRow};
 
 use crate::error::ApiResult;
 use crate::state::AppState;
@@ -101,21 +101,10 @@ pub async fn create_tenant(
 ) -> ApiResult<HttpResponse> {
     let name = validate_name(&body.name)?;
     let now = state.clock.now().naive_utc();
-    let row = TenantRow {
-        id: Id::Tenant.generate(),
-        name,
-        status: TenantStatus::Active.as_str().to_string(),
-        retention_days: None,
-        keys_destroyed_at: None,
-        created_at: now,
-        updated_at: now,
-    };
+    let kek = state.keys.kek_arc();
     let created = state
         .store
-        .write(move |conn| {
-            tenants::insert(conn, &row)?;
-            Ok(row)
-        })
+        .write(move |conn| tenants::create(conn, kek.as_ref(), name, now))
         .await?;
     Ok(HttpResponse::Created().json(Tenant::from(created)))
 }
