@@ -28,9 +28,30 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run pending database migrations and exit.
     Migrate(StorageArgs),
+    /// Staff accounts.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Key management: master-key rotation, tenant key destruction.
     #[command(subcommand)]
     Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a platform staff account. The password is read from the terminal (or from
+    /// standard input when it is not a terminal) — never from a flag.
+    CreateStaff(CreateStaffArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateStaffArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    #[arg(long)]
+    pub email: String,
+    /// platform_admin, support_engineer or security_officer.
+    #[arg(long)]
+    pub role: String,
 }
 
 #[derive(Debug, Subcommand)]

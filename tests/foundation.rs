@@ -6,26 +6,29 @@ mod common;
 use serde_json::json;
 
 e2e!(bad_input_is_a_problem_and_changes_nothing, |app| {
+    let token = app.platform_token();
+    let t = Some(token.as_str());
     let count = |app: &common::TestApp| {
-        app.get("/v1/tenants?limit=500", None).json()["items"]
+        app.get("/v1/tenants?limit=500", t).json()["items"]
             .as_array()
             .unwrap()
             .len()
     };
     let before = count(&app);
 
-    let r = app.post("/v1/tenants", None, &json!({"name": 5}));
+    let r = app.post("/v1/tenants", t, &json!({"name": 5}));
     assert_eq!(r.problem(400), "invalid_body");
-    let r = app.post("/v1/tenants", None, &json!({}));
+    let r = app.post("/v1/tenants", t, &json!({}));
     assert_eq!(r.problem(400), "invalid_body");
-    let r = app.post("/v1/tenants", None, &json!({"name": "x", "extra": 1}));
+    let r = app.post("/v1/tenants", t, &json!({"name": "x", "extra": 1}));
     assert_eq!(r.problem(400), "invalid_body");
-    let r = app.post("/v1/tenants", None, &json!({"name": "   "}));
+    let r = app.post("/v1/tenants", t, &json!({"name": "   "}));
     assert_eq!(r.problem(400), "invalid_name");
 
     let r = app.raw(
         app.client
             .post(app.url("/v1/tenants"))
+            .bearer_auth(&token)
             .header("content-type", "application/json")
             .body("not json"),
     );
@@ -35,6 +38,7 @@ e2e!(bad_input_is_a_problem_and_changes_nothing, |app| {
     let r = app.raw(
         app.client
             .post(app.url("/v1/tenants"))
+            .bearer_auth(&token)
             .header("content-type", "application/json")
             .body(big),
     );
@@ -43,6 +47,7 @@ e2e!(bad_input_is_a_problem_and_changes_nothing, |app| {
     let r = app.raw(
         app.client
             .post(app.url("/v1/tenants"))
+            .bearer_auth(&token)
             .header("content-type", "text/plain")
             .body("{\"name\":\"x\"}"),
     );
@@ -55,31 +60,33 @@ e2e!(bad_input_is_a_problem_and_changes_nothing, |app| {
     let r = app.get("/no/such/route", None);
     assert_eq!(r.problem(404), "not_found");
 
-    let r = app.get("/v1/tenants?limit=0", None);
+    let r = app.get("/v1/tenants?limit=0", t);
     assert_eq!(r.problem(400), "invalid_limit");
-    let r = app.get("/v1/tenants?cursor=garbage", None);
+    let r = app.get("/v1/tenants?cursor=garbage", t);
     assert_eq!(r.problem(400), "invalid_cursor");
 
     assert_eq!(count(&app), before, "bad input created something");
 });
 
 e2e!(tenants_create_get_list_paginate, |app| {
+    let token = app.platform_token();
+    let t = Some(token.as_str());
     let mut ids = vec![];
     for i in 0..5 {
-        let r = app.post("/v1/tenants", None, &json!({"name": format!("Shop {i}")}));
+        let r = app.post("/v1/tenants", t, &json!({"name": format!("Shop {i}")}));
         assert_eq!(r.status, 201, "{}", r.text);
         let t = r.json();
         assert!(t["id"].as_str().unwrap().starts_with("ten_"));
         assert_eq!(t["status"], "active");
         ids.push(t["id"].as_str().unwrap().to_string());
     }
-    let got = app.get(&format!("/v1/tenants/{}", ids[2]), None);
+    let got = app.get(&format!("/v1/tenants/{}", ids[2]), t);
     assert_eq!(got.status, 200);
     assert_eq!(got.json()["name"], "Shop 2");
 
-    let missing = app.get("/v1/tenants/ten_01aaaaaaaaaaaaaaaaaaaaaaaa", None);
+    let missing = app.get("/v1/tenants/ten_01aaaaaaaaaaaaaaaaaaaaaaaa", t);
     assert_eq!(missing.problem(404), "not_found");
-    let malformed = app.get("/v1/tenants/not-an-id", None);
+    let malformed = app.get("/v1/tenants/not-an-id", t);
     assert_eq!(malformed.problem(404), "not_found");
 
     let mut seen = vec![];
@@ -89,7 +96,7 @@ e2e!(tenants_create_get_list_paginate, |app| {
             Some(c) => format!("/v1/tenants?limit=2&cursor={c}"),
             None => "/v1/tenants?limit=2".to_string(),
         };
-        let page = app.get(&path, None).json();
+        let page = app.get(&path, t).json();
         for t in page["items"].as_array().unwrap() {
             seen.push(t["id"].as_str().unwrap().to_string());
         }
@@ -115,7 +122,7 @@ e2e!(health_ready_metrics_openapi, |app| {
     assert_eq!(ready.status, 200);
     assert_eq!(ready.json()["status"], "ready");
 
-    app.post("/v1/tenants", None, &json!({"name": "M"}));
+    app.post("/v1/tenants", Some(&app.platform_token()), &json!({"name": "M"}));
     let metrics = app.get("/metrics", None);
     assert_eq!(metrics.status, 200);
     assert!(metrics.content_type().starts_with("text/plain"));

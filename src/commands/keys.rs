@@ -7,7 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use steward_api::master_key::{self, key_file_path, next_key_path};
 use steward_core::{Clock, SystemClock};
 use steward_keys::{KekProvider, LocalKek};
-use steward_store::{keys, tenants, Store};
+use steward_store::{keys, platform_keys, tenants, Store};
 
 use super::{config_from, CliError};
 use crate::cli::{DestroyKeysArgs, KeysCommand, StorageArgs};
@@ -99,6 +99,18 @@ fn rotate_master(args: StorageArgs) -> Result<(), CliError> {
         bar.inc(n);
     }
     bar.finish();
+    let p = provider.clone();
+    let id = new_id.clone();
+    let platform = store.write_blocking(move |c| {
+        let rows = platform_keys::rows_not_under(c, &id)?;
+        for row in &rows {
+            platform_keys::rewrap(c, p.as_ref(), row)?;
+        }
+        Ok(rows.len())
+    })?;
+    if platform > 0 {
+        println!("re-wrapped {platform} platform key(s)");
+    }
 
     if env_mode {
         println!(

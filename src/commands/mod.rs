@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod admin;
 mod keys;
 mod migrate;
 mod serve;
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve(args) => serve::run(args),
         Command::Migrate(args) => migrate::run(args),
         Command::Keys(cmd) => keys::run(cmd),
+        Command::Admin(cmd) => admin::run(cmd),
     }
 }
 

@@ -13,6 +13,19 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
     let listener = TcpListener::bind(&args.bind)
         .map_err(|e| CliError::Usage(format!("cannot listen on {}: {e}", args.bind)))?;
     let addr = listener.local_addr()?;
+    let now = steward_core::Clock::now(state.clock.as_ref()).naive_utc();
+    if let Some(path) = steward_identity::bootstrap::ensure_bootstrap_admin(
+        &state.store,
+        &state.login.hasher,
+        &config.data_dir,
+        now,
+    )? {
+        println!(
+            "Created the bootstrap platform admin; its credentials are in {} (readable by you \
+             only). Log in, create your own staff, then disable it.",
+            path.display()
+        );
+    }
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));

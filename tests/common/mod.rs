@@ -85,7 +85,10 @@ impl TestDatabase {
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Ok(mut admin) = PgConnection::establish(&self.admin_url) {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
         }
     }
 }
@@ -115,7 +118,11 @@ impl Response {
 
     /// Asserts a problem document with the given status; returns its `code`.
     pub fn problem(&self, status: u16) -> String {
-        assert_eq!(self.status, status, "unexpected status; body: {}", self.text);
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
         assert!(
             self.content_type().starts_with("application/problem+json"),
             "not a problem document: {} {}",
@@ -138,6 +145,7 @@ pub struct TestApp {
     pub clock: ManualClock,
     pub state: AppState,
     pub config: Config,
+    admin_token: std::sync::Mutex<Option<String>>,
     server: Option<actix_web::dev::ServerHandle>,
     thread: Option<JoinHandle<()>>,
     // Dropped last: the database outlives the server.
@@ -155,6 +163,7 @@ impl TestApp {
         let mut config = Config::with_data_dir(dir.path());
         config.database_url = pg.as_ref().map(|d| d.url.clone());
         config.pool_size = 8;
+        config.fast_password_hashing = true;
         let clock = ManualClock::starting_now();
         let state = AppState::build(&config, Arc::new(clock.clone())).expect("build app state");
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
@@ -181,6 +190,7 @@ impl TestApp {
             clock,
             state,
             config,
+            admin_token: std::sync::Mutex::new(None),
             server: Some(handle),
             thread: Some(thread),
             dir,
@@ -254,24 +264,96 @@ impl Drop for TestApp {
 pub struct TenantFixture {
     pub id: String,
     pub admin_token: String,
+    pub admin_email: String,
 }
 
+pub const TEST_PASSWORD: &str = "correct horse battery staple";
+
 impl TestApp {
-    /// A token of the platform admin. (Until authentication lands every route is open and the
-    /// token is ignored; tests already pass it so they keep working once it is checked.)
-    pub fn platform_token(&self) -> String {
-        String::new()
+    /// Creates a staff account straight in the database (as `steward admin create-staff`
+    /// does) and returns its id.
+    pub fn create_staff(&self, email: &str, role: steward_core::Role) -> String {
+        let hash = self.state.login.hasher.hash(TEST_PASSWORD).expect("hash");
+        let now = steward_core::Clock::now(self.state.clock.as_ref()).naive_utc();
+        let row = steward_identity::users::new_row(None, email.to_string(), hash, role, now)
+            .expect("staff row");
+        let id = row.id.clone();
+        self.state
+            .store
+            .write_blocking(move |c| steward_identity::users::insert(c, &row))
+            .expect("insert staff");
+        id
     }
 
-    /// Creates a tenant through the API and returns it with its admin's token.
+    /// Logs in and returns the access token.
+    pub fn login(&self, email: &str, password: &str) -> String {
+        let r = self.post(
+            "/v1/auth/login",
+            None,
+            &serde_json::json!({ "email": email, "password": password }),
+        );
+        assert_eq!(r.status, 200, "login {email}: {}", r.text);
+        r.json()["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+
+    /// A token of the platform admin (created on first use).
+    pub fn platform_token(&self) -> String {
+        let mut cached = self.admin_token.lock().unwrap();
+        if let Some(t) = cached.as_ref() {
+            return t.clone();
+        }
+        let email = "root@platform.test";
+        self.create_staff(email, steward_core::Role::PlatformAdmin);
+        let token = self.login(email, TEST_PASSWORD);
+        *cached = Some(token.clone());
+        token
+    }
+
+    /// A staff member with `role`, logged in: (user id, token).
+    pub fn staff(&self, role: steward_core::Role) -> (String, String) {
+        let email = format!("{}-{}@platform.test", role.as_str(), unique());
+        let id = self.create_staff(&email, role);
+        (id, self.login(&email, TEST_PASSWORD))
+    }
+
+    /// Creates a tenant (and its first admin) through the API; returns it with the admin's token.
     pub fn new_tenant(&self, name: &str) -> TenantFixture {
         let token = self.platform_token();
-        let r = self.post("/v1/tenants", Some(&token), &serde_json::json!({ "name": name }));
+        let admin_email = format!("admin-{}@shop.test", unique());
+        let r = self.post(
+            "/v1/tenants",
+            Some(&token),
+            &serde_json::json!({
+                "name": name,
+                "admin": { "email": admin_email, "password": TEST_PASSWORD }
+            }),
+        );
         assert_eq!(r.status, 201, "create tenant: {}", r.text);
         TenantFixture {
             id: r.json()["id"].as_str().expect("tenant id").to_string(),
-            admin_token: String::new(),
+            admin_token: self.login(&admin_email, TEST_PASSWORD),
+            admin_email,
         }
+    }
+
+    /// A user of the tenant with `role`, created by its admin: (user id, token).
+    pub fn tenant_user(
+        &self,
+        tenant: &TenantFixture,
+        role: steward_core::Role,
+    ) -> (String, String) {
+        let email = format!("{}-{}@shop.test", role.as_str(), unique());
+        let r = self.post(
+            &format!("/v1/tenants/{}/users", tenant.id),
+            Some(&tenant.admin_token),
+            &serde_json::json!({ "email": email, "password": TEST_PASSWORD, "role": role.as_str() }),
+        );
+        assert_eq!(r.status, 201, "create user: {}", r.text);
+        let id = r.json()["id"].as_str().unwrap().to_string();
+        (id, self.login(&email, TEST_PASSWORD))
     }
 
     /// A direct connection to the app's database, for assertions on raw rows.
@@ -308,4 +390,9 @@ impl TestApp {
 /// Whether `needle` occurs anywhere in `haystack`.
 pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A short unique suffix for names and e-mails.
+pub fn unique() -> String {
+    ulid::Ulid::new().to_string().to_lowercase()
 }

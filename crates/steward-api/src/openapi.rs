@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{health, keys, tenants};
+use crate::routes::{api_keys, auth, health, keys, tenants, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,6 +14,18 @@ use crate::routes::{health, keys, tenants};
         health::readyz,
         health::metrics,
         health::openapi,
+        auth::login,
+        auth::token,
+        users::me,
+        users::create_staff,
+        users::list_staff,
+        users::disable_staff,
+        users::create_user,
+        users::list_users,
+        users::disable_user,
+        api_keys::create_api_key,
+        api_keys::list_api_keys,
+        api_keys::revoke_api_key,
         tenants::create_tenant,
         tenants::list_tenants,
         tenants::get_tenant,

@@ -11,7 +11,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use crate::problem::{self, Problem};
 use crate::routes::{self, extract};
 use crate::state::AppState;
-use crate::{metrics, request_id};
+use crate::{auth, metrics, request_id};
 
 /// Binds the app to `listener` and returns the running server (await it, or stop it through
 /// its handle). SIGTERM and SIGINT stop it gracefully: in-flight requests finish first.
@@ -23,6 +23,7 @@ pub fn start(listener: TcpListener, state: AppState, workers: usize) -> std::io:
             .app_data(extract::json_config(extract::JSON_LIMIT))
             .app_data(extract::path_config())
             .app_data(extract::query_config())
+            .wrap(from_fn(auth::middleware::middleware))
             .wrap(ErrorHandlers::new().default_handler(problemize))
             .wrap(from_fn(metrics::middleware))
             .wrap(from_fn(request_id::middleware))

@@ -3,6 +3,9 @@
 use std::sync::Arc;
 
 use steward_core::{Clock, SystemClock};
+use steward_identity::{
+    signing, LoginRateLimiter, LoginService, PasswordHasher, RateLimitConfig, TokenIssuer,
+};
 use steward_keys::KekProvider;
 use steward_store::jobs::{JobHandler, JobRunner};
 use steward_store::keys::KeyService;
@@ -49,6 +52,8 @@ pub struct AppState {
     pub keys: KeyService,
     pub jobs: JobRunner,
     pub kek_origin: KekOrigin,
+    pub tokens: Arc<TokenIssuer>,
+    pub login: Arc<LoginService>,
 }
 
 impl AppState {
@@ -85,7 +90,11 @@ impl AppState {
             );
         }
         let known = loaded.kek.known_kek_ids();
-        let in_use = store.read_blocking(steward_store::tenants::kek_ids_in_use)?;
+        let in_use = store.read_blocking(|c| {
+            let mut ids = steward_store::tenants::kek_ids_in_use(c)?;
+            ids.extend(steward_store::platform_keys::kek_ids_in_use(c)?);
+            Ok(ids)
+        })?;
         let unknown: Vec<String> = in_use.into_iter().filter(|id| !known.contains(id)).collect();
         if !unknown.is_empty() {
             return Err(StartupError::WrongMasterKey { unknown });
@@ -93,6 +102,22 @@ impl AppState {
         let kek: Arc<dyn KekProvider> = Arc::new(loaded.kek);
         let keys = KeyService::new(kek, KEY_CACHE_CAPACITY);
         let jobs = JobRunner::new(store.clone(), clock.clone(), job_handlers(&keys));
+        let tokens = Arc::new(signing::load_or_create_issuer(
+            &store,
+            keys.kek_arc(),
+            clock.clone(),
+        )?);
+        let hasher = if config.fast_password_hashing {
+            PasswordHasher::for_tests()
+        } else {
+            PasswordHasher::new()
+        };
+        // Computes the dummy hash now, so the first failed login is not faster than the rest.
+        hasher.verify_dummy("warm-up");
+        let login = Arc::new(LoginService::new(
+            hasher,
+            LoginRateLimiter::new(RateLimitConfig::default(), clock.clone()),
+        ));
         Ok(Self {
             store,
             clock,
@@ -100,6 +125,8 @@ impl AppState {
             keys,
             jobs,
             kek_origin: loaded.origin,
+            tokens,
+            login,
         })
     }
 

@@ -268,6 +268,9 @@ fn opt_text(attribute: &'static str, s: Option<&str>, max_chars: usize) -> Resul
 /// The stored row, exactly as in the table.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = audit_events)]
+// An absent purpose is NULL, not a column default; and multi-row inserts on SQLite cannot
+// carry DEFAULT.
+#[diesel(treat_none_as_default_value = false)]
 pub(crate) struct EventRow {
     pub chain_id: String,
     pub seq: i64,

@@ -101,6 +101,20 @@ pub fn rows(conn: &mut DbConnection, tenant_id: &str) -> Result<Vec<TenantKeyRow
         .load(conn)?)
 }
 
+/// `NotFound` for a tenant that does not exist, `Gone` once its keys were destroyed.
+fn ensure_keys_live(conn: &mut DbConnection, tenant_id: &str) -> Result<()> {
+    let destroyed: Option<Option<NaiveDateTime>> = tenants::table
+        .find(tenant_id)
+        .select(tenants::keys_destroyed_at)
+        .first(conn)
+        .optional()?;
+    match destroyed {
+        None => Err(Error::NotFound),
+        Some(Some(_)) => Err(gone()),
+        Some(None) => Ok(()),
+    }
+}
+
 /// Reads and unwraps a tenant's keys. `Gone` once they were destroyed; `NotFound` for a tenant
 /// that does not exist.
 pub fn load(
@@ -108,16 +122,7 @@ pub fn load(
     kek: &dyn KekProvider,
     tenant_id: &str,
 ) -> Result<TenantKeyring> {
-    let destroyed: Option<Option<NaiveDateTime>> = tenants::table
-        .find(tenant_id)
-        .select(tenants::keys_destroyed_at)
-        .first(conn)
-        .optional()?;
-    match destroyed {
-        None => return Err(Error::NotFound),
-        Some(Some(_)) => return Err(gone()),
-        Some(None) => {}
-    }
+    ensure_keys_live(conn, tenant_id)?;
     let rows = rows(conn, tenant_id)?;
     let mut data_keys = Vec::new();
     let mut index_key = None;
@@ -140,13 +145,15 @@ pub fn load(
     TenantKeyring::unwrap_keys(kek, tenant_id.to_string(), &wrapped).map_err(key_error)
 }
 
-/// Adds a new data-key version; new writes use it at once. Returns the new version.
+/// Adds a new data-key version; new writes use it at once. Returns the new version;
+/// `NotFound` for a tenant that does not exist (not `Gone`: that would claim it once had keys).
 pub fn rotate_data_key(
     conn: &mut DbConnection,
     kek: &dyn KekProvider,
     tenant_id: &str,
     now: NaiveDateTime,
 ) -> Result<u32> {
+    ensure_keys_live(conn, tenant_id)?;
     let current: Option<i64> = tenant_keys::table
         .filter(tenant_keys::tenant_id.eq(tenant_id))
         .filter(tenant_keys::purpose.eq(KeyPurpose::Data.as_str()))

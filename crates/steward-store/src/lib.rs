@@ -8,6 +8,7 @@ pub mod jobs;
 pub mod keys;
 pub mod migrations;
 pub mod pagination;
+pub mod platform_keys;
 pub mod pool;
 pub mod reencrypt;
 pub mod schema;

@@ -41,4 +41,18 @@ diesel::table! {
 }
 
 diesel::joinable!(tenant_keys -> tenants (tenant_id));
-diesel::allow_tables_to_appear_in_same_query!(tenants, tenant_keys, jobs);
+
+
+diesel::table! {
+    platform_keys (id) {
+        id -> Text,
+        purpose -> Text,
+        kek_id -> Text,
+        wrapped_key -> Binary,
+        sealed_secret -> Binary,
+        public_key -> Binary,
+        created_at -> Timestamp,
+        retired_at -> Nullable<Timestamp>,
+    }
+}
+diesel::allow_tables_to_appear_in_same_query!(tenants, tenant_keys, jobs, platform_keys);

@@ -8,6 +8,7 @@ use steward_core::{Error, Id};
 use steward_store::jobs::{self, JobRow};
 use steward_store::{keys, reencrypt};
 
+use crate::auth::{perm, Authorized};
 use crate::error::ApiResult;
 use crate::routes::tenants::utc;
 use crate::state::AppState;
@@ -68,6 +69,7 @@ pub fn tenant_path(tid: &str) -> Result<(), Error> {
         (status = 410, body = crate::problem::Problem)),
     security(("bearer" = ["keys:rotate"])))]
 pub async fn rotate_keys(
+    _auth: Authorized<perm::KeysRotate>,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
@@ -99,6 +101,7 @@ pub async fn rotate_keys(
     responses((status = 200, body = Job), (status = 404, body = crate::problem::Problem)),
     security(("bearer" = ["tenant:read"])))]
 pub async fn get_job(
+    _auth: Authorized<perm::TenantRead>,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {

@@ -1,10 +1,13 @@
 //! Every route, wired in one place. One handler per file-level function; each handler states
 //! the permission it needs on its first line.
 
+pub mod api_keys;
+pub mod auth;
 pub mod extract;
 pub mod health;
 pub mod keys;
 pub mod tenants;
+pub mod users;
 
 use actix_web::web;
 
@@ -12,6 +15,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     cfg.service(
         web::scope("/v1")
+            .configure(auth::configure)
+            .configure(users::configure)
+            .configure(api_keys::configure)
             .configure(tenants::configure)
             .configure(keys::configure),
     );

@@ -7,7 +7,10 @@ use steward_core::{Error, Id};
 use steward_store::pagination::{Page, PageRequest};
 use steward_store::tenants::{self, TenantRow};
 
+use crate::auth::{perm, Authorized};
 use crate::error::ApiResult;
+use crate::routes::users::{prepare_user, CreateUser};
+use steward_identity::users;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -24,6 +27,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub struct CreateTenant {
     /// The merchant's display name, 1–200 characters.
     pub name: String,
+    /// The tenant's first `tenant_admin`, created with it (role is implied).
+    #[serde(default)]
+    pub admin: Option<FirstAdmin>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FirstAdmin {
+    pub email: String,
+    pub password: String,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -96,15 +109,41 @@ fn validate_name(name: &str) -> Result<String, Error> {
     responses((status = 201, body = Tenant), (status = 400, body = crate::problem::Problem)),
     security(("bearer" = ["tenants:create"])))]
 pub async fn create_tenant(
+    _auth: Authorized<perm::TenantsCreate>,
     state: web::Data<AppState>,
     body: web::Json<CreateTenant>,
 ) -> ApiResult<HttpResponse> {
+    let body = body.into_inner();
     let name = validate_name(&body.name)?;
+    // The admin's row is made before the tenant id exists; its tenant is set below.
+    let admin = match body.admin {
+        Some(a) => Some(
+            prepare_user(
+                &state,
+                Some("ten_pending"),
+                CreateUser {
+                    email: a.email,
+                    password: a.password,
+                    role: "tenant_admin".into(),
+                },
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let now = state.clock.now().naive_utc();
     let kek = state.keys.kek_arc();
     let created = state
         .store
-        .write(move |conn| tenants::create(conn, kek.as_ref(), name, now))
+        .write(move |conn| {
+            let tenant = tenants::create(conn, kek.as_ref(), name, now)?;
+            if let Some(mut admin) = admin {
+                admin.tenant_id = Some(tenant.id.clone());
+                admin.email_scope = tenant.id.clone();
+                users::insert(conn, &admin)?;
+            }
+            Ok(tenant)
+        })
         .await?;
     Ok(HttpResponse::Created().json(Tenant::from(created)))
 }
@@ -115,6 +154,7 @@ pub async fn create_tenant(
     responses((status = 200, body = Tenant), (status = 404, body = crate::problem::Problem)),
     security(("bearer" = ["tenant:read"])))]
 pub async fn get_tenant(
+    _auth: Authorized<perm::TenantRead>,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
@@ -132,6 +172,7 @@ pub async fn get_tenant(
     responses((status = 200, body = TenantPage)),
     security(("bearer" = ["tenants:list"])))]
 pub async fn list_tenants(
+    _auth: Authorized<perm::TenantsList>,
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
 ) -> ApiResult<HttpResponse> {

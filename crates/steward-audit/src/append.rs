@@ -1,0 +1,207 @@
+//! Appending to a chain, inside the caller's transaction.
+//!
+//! The event must commit atomically with the change it records (invariant 1), so `append` never
+//! opens or commits a transaction of its own: it refuses to run outside one. It takes the
+//! chain's head row, writes the events after it, and moves the head. On PostgreSQL the head row
+//! is locked (`SELECT … FOR UPDATE`), so two server processes appending to one chain queue
+//! behind each other instead of forking it; the primary key (chain_id, seq) would reject a fork
+//! anyway. On SQLite there is one writer, the group committer, and its transaction already
+//! serializes every append.
+
+use chrono::NaiveDateTime;
+use diesel::connection::{Connection, TransactionManager};
+use diesel::prelude::*;
+use diesel::{PgConnection, SqliteConnection};
+use serde::Serialize;
+use steward_core::clock::truncate_micros;
+use steward_core::{Error, Id, Result};
+use steward_store::DbConnection;
+
+use crate::canonical::GENESIS_HASH;
+use crate::event::{EventRow, NewEvent};
+use crate::schema::{audit_events, audit_heads};
+use crate::PLATFORM_CHAIN;
+
+/// Rows per INSERT statement: 19 binds each stays under both backends' parameter limits.
+const INSERT_CHUNK: usize = 500;
+
+/// Where an appended event landed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Appended {
+    pub id: String,
+    pub seq: i64,
+    #[serde(serialize_with = "crate::encoding::ser_hex")]
+    pub hash: Vec<u8>,
+}
+
+/// Appends one event to `chain_id` (a tenant id, or [`PLATFORM_CHAIN`]). Call it inside the
+/// transaction of the change it records — for the server, inside a committer unit.
+pub fn append(
+    conn: &mut DbConnection,
+    chain_id: &str,
+    event: NewEvent,
+    now: NaiveDateTime,
+) -> Result<Appended> {
+    append_many(conn, chain_id, vec![event], now)?
+        .pop()
+        .ok_or(Error::internal_msg("append wrote no event"))
+}
+
+/// Appends several events to one chain, in order, taking its head once.
+pub fn append_many(
+    conn: &mut DbConnection,
+    chain_id: &str,
+    events: Vec<NewEvent>,
+    now: NaiveDateTime,
+) -> Result<Vec<Appended>> {
+    check_chain_id(chain_id)?;
+    for e in &events {
+        e.validate()?;
+    }
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    require_transaction(conn)?;
+    let now = truncate_micros(now.and_utc()).naive_utc();
+
+    let (mut seq, mut prev) = take_head(conn, chain_id, now)?;
+    let mut scratch = Vec::with_capacity(512);
+    let mut rows = Vec::with_capacity(events.len());
+    for event in events {
+        seq += 1;
+        let row = EventRow::build(chain_id, seq, &prev, event, now, &mut scratch);
+        prev.clone_from(&row.hash);
+        rows.push(row);
+    }
+    insert_rows(conn, &rows)?;
+
+    let moved = diesel::update(audit_heads::table.find(chain_id))
+        .set((
+            audit_heads::seq.eq(seq),
+            audit_heads::hash.eq(&prev),
+            audit_heads::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    if moved != 1 {
+        return Err(Error::internal_msg("audit head vanished during append"));
+    }
+    Ok(rows
+        .into_iter()
+        .map(|r| Appended {
+            id: r.id,
+            seq: r.seq,
+            hash: r.hash,
+        })
+        .collect())
+}
+
+/// A chain is a tenant's or the platform's; anything else is a caller bug that would create a
+/// chain nobody verifies.
+pub(crate) fn check_chain_id(chain_id: &str) -> Result<()> {
+    if chain_id == PLATFORM_CHAIN || Id::Tenant.matches(chain_id) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "invalid_audit_chain",
+            "an audit chain is a tenant id or `platform`",
+        ))
+    }
+}
+
+fn require_transaction(conn: &mut DbConnection) -> Result<()> {
+    let depth = <DbConnection as Connection>::TransactionManager::transaction_manager_status_mut(
+        conn,
+    )
+    .transaction_depth()?;
+    if depth.is_none() {
+        return Err(Error::internal_msg(
+            "audit append must run inside the transaction of the change it records",
+        ));
+    }
+    Ok(())
+}
+
+/// The head's (seq, hash), locked for the rest of the transaction; created at seq 0 with the
+/// genesis hash on a chain's first append.
+fn take_head(
+    conn: &mut DbConnection,
+    chain_id: &str,
+    now: NaiveDateTime,
+) -> Result<(i64, Vec<u8>)> {
+    match conn {
+        DbConnection::Postgres(pg) => {
+            if let Some(head) = lock_head_pg(pg, chain_id)? {
+                return Ok(head);
+            }
+            // Two first appends may race here: one inserts, the other's insert waits for it
+            // and then does nothing, and both go on to lock the one row.
+            diesel::insert_into(audit_heads::table)
+                .values(new_head(chain_id, now))
+                .on_conflict_do_nothing()
+                .execute(pg)?;
+            lock_head_pg(pg, chain_id)?
+                .ok_or(Error::internal_msg("audit head missing after creation"))
+        }
+        DbConnection::Sqlite(c) => {
+            if let Some(head) = head_sqlite(c, chain_id)? {
+                return Ok(head);
+            }
+            diesel::insert_into(audit_heads::table)
+                .values(new_head(chain_id, now))
+                .execute(c)?;
+            Ok((0, GENESIS_HASH.to_vec()))
+        }
+    }
+}
+
+type NewHead<'a> = (
+    diesel::dsl::Eq<audit_heads::chain_id, &'a str>,
+    diesel::dsl::Eq<audit_heads::seq, i64>,
+    diesel::dsl::Eq<audit_heads::hash, Vec<u8>>,
+    diesel::dsl::Eq<audit_heads::updated_at, NaiveDateTime>,
+);
+
+fn new_head(chain_id: &str, now: NaiveDateTime) -> NewHead<'_> {
+    (
+        audit_heads::chain_id.eq(chain_id),
+        audit_heads::seq.eq(0i64),
+        audit_heads::hash.eq(GENESIS_HASH.to_vec()),
+        audit_heads::updated_at.eq(now),
+    )
+}
+
+fn lock_head_pg(pg: &mut PgConnection, chain_id: &str) -> QueryResult<Option<(i64, Vec<u8>)>> {
+    audit_heads::table
+        .find(chain_id)
+        .select((audit_heads::seq, audit_heads::hash))
+        .for_update()
+        .first(pg)
+        .optional()
+}
+
+fn head_sqlite(c: &mut SqliteConnection, chain_id: &str) -> QueryResult<Option<(i64, Vec<u8>)>> {
+    audit_heads::table
+        .find(chain_id)
+        .select((audit_heads::seq, audit_heads::hash))
+        .first(c)
+        .optional()
+}
+
+fn insert_rows(conn: &mut DbConnection, rows: &[EventRow]) -> Result<()> {
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        // MultiConnection cannot run multi-row inserts; each backend can.
+        match conn {
+            DbConnection::Postgres(pg) => {
+                diesel::insert_into(audit_events::table)
+                    .values(chunk)
+                    .execute(pg)?;
+            }
+            DbConnection::Sqlite(c) => {
+                diesel::insert_into(audit_events::table)
+                    .values(chunk)
+                    .execute(c)?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,443 @@
+//! The two migration folders describe the same schema, and every migration reverts cleanly.
+//! The comparison runs the embedded migrations on a fresh SQLite file and a fresh PostgreSQL
+//! database (when `STEWARD_TEST_POSTGRES_URL` is set) and compares tables, columns, types,
+//! nullability, primary keys and indexes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Integer, Text};
+use diesel::{PgConnection, SqliteConnection};
+use steward_store::migrations::{revert_all, run_pending};
+use steward_store::DbConnection;
+
+const MIGRATIONS_TABLE: &str = "__diesel_schema_migrations";
+
+/// One column as both backends can describe it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Column {
+    /// Normalized: text, bigint, binary, timestamp, bool — or `other(<raw>)`.
+    kind: String,
+    not_null: bool,
+}
+
+/// Everything compared between the backends.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Schema {
+    /// table → column → description
+    columns: BTreeMap<String, BTreeMap<String, Column>>,
+    /// table → primary-key columns in order
+    primary_keys: BTreeMap<String, Vec<String>>,
+    /// (table, index name) → (unique, columns in order); explicit indexes only
+    indexes: BTreeMap<(String, String), (bool, Vec<String>)>,
+}
+
+impl Schema {
+    fn tables(&self) -> BTreeSet<String> {
+        self.columns.keys().cloned().collect()
+    }
+}
+
+/// The portable column types (DESIGN.md "Storage"), named the same for both backends.
+fn normalize_type(raw: &str) -> String {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "text" => "text".into(),
+        "bigint" | "int8" => "bigint".into(),
+        "blob" | "bytea" => "binary".into(),
+        "timestamp" | "timestamp without time zone" => "timestamp".into(),
+        "boolean" | "bool" => "bool".into(),
+        other => format!("other({other})"),
+    }
+}
+
+fn sqlite_schema(conn: &mut SqliteConnection) -> Schema {
+    #[derive(QueryableByName)]
+    struct Col {
+        #[diesel(sql_type = Text)]
+        table_name: String,
+        #[diesel(sql_type = Text)]
+        column_name: String,
+        #[diesel(sql_type = Text)]
+        data_type: String,
+        #[diesel(sql_type = Integer)]
+        not_null: i32,
+        #[diesel(sql_type = Integer)]
+        pk: i32,
+    }
+    #[derive(QueryableByName)]
+    struct Idx {
+        #[diesel(sql_type = Text)]
+        table_name: String,
+        #[diesel(sql_type = Text)]
+        index_name: String,
+        #[diesel(sql_type = Integer)]
+        is_unique: i32,
+        #[diesel(sql_type = Text)]
+        column_name: String,
+    }
+    let cols: Vec<Col> = diesel::sql_query(format!(
+        "SELECT m.name AS table_name, p.name AS column_name, p.type AS data_type, \
+                p.\"notnull\" AS not_null, p.pk AS pk \
+         FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+         WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> '{MIGRATIONS_TABLE}' \
+         ORDER BY m.name, p.cid"
+    ))
+    .load(conn)
+    .expect("read SQLite columns");
+    let mut schema = Schema::default();
+    let mut pks: BTreeMap<String, Vec<(i32, String)>> = BTreeMap::new();
+    for c in cols {
+        if c.pk > 0 {
+            pks.entry(c.table_name.clone())
+                .or_default()
+                .push((c.pk, c.column_name.clone()));
+        }
+        schema.columns.entry(c.table_name).or_default().insert(
+            c.column_name,
+            Column {
+                kind: normalize_type(&c.data_type),
+                not_null: c.not_null != 0,
+            },
+        );
+    }
+    for (table, mut cols) in pks {
+        cols.sort();
+        schema
+            .primary_keys
+            .insert(table, cols.into_iter().map(|(_, c)| c).collect());
+    }
+    // origin 'c': made by CREATE INDEX (not the automatic ones behind PRIMARY KEY / UNIQUE).
+    let idx: Vec<Idx> = diesel::sql_query(format!(
+        "SELECT m.name AS table_name, il.name AS index_name, il.\"unique\" AS is_unique, \
+                ii.name AS column_name \
+         FROM sqlite_master m JOIN pragma_index_list(m.name) il \
+              JOIN pragma_index_info(il.name) ii \
+         WHERE m.type = 'table' AND m.name <> '{MIGRATIONS_TABLE}' AND il.origin = 'c' \
+         ORDER BY m.name, il.name, ii.seqno"
+    ))
+    .load(conn)
+    .expect("read SQLite indexes");
+    for i in idx {
+        let entry = schema
+            .indexes
+            .entry((i.table_name, i.index_name))
+            .or_insert((i.is_unique != 0, Vec::new()));
+        entry.1.push(i.column_name);
+    }
+    schema
+}
+
+fn postgres_schema(conn: &mut PgConnection) -> Schema {
+    #[derive(QueryableByName)]
+    struct Col {
+        #[diesel(sql_type = Text)]
+        table_name: String,
+        #[diesel(sql_type = Text)]
+        column_name: String,
+        #[diesel(sql_type = Text)]
+        data_type: String,
+        #[diesel(sql_type = Text)]
+        is_nullable: String,
+    }
+    #[derive(QueryableByName)]
+    struct Pk {
+        #[diesel(sql_type = Text)]
+        table_name: String,
+        #[diesel(sql_type = Text)]
+        column_name: String,
+    }
+    #[derive(QueryableByName)]
+    struct Idx {
+        #[diesel(sql_type = Text)]
+        table_name: String,
+        #[diesel(sql_type = Text)]
+        index_name: String,
+        #[diesel(sql_type = Bool)]
+        is_unique: bool,
+        #[diesel(sql_type = Text)]
+        column_name: String,
+        #[diesel(sql_type = BigInt)]
+        ord: i64,
+    }
+    let cols: Vec<Col> = diesel::sql_query(format!(
+        "SELECT c.table_name::text AS table_name, c.column_name::text AS column_name, \
+                c.data_type::text AS data_type, c.is_nullable::text AS is_nullable \
+         FROM information_schema.columns c \
+         JOIN information_schema.tables t \
+              ON t.table_schema = c.table_schema AND t.table_name = c.table_name \
+         WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE' \
+               AND c.table_name <> '{MIGRATIONS_TABLE}' \
+         ORDER BY c.table_name, c.ordinal_position"
+    ))
+    .load(conn)
+    .expect("read PostgreSQL columns");
+    let mut schema = Schema::default();
+    for c in cols {
+        schema.columns.entry(c.table_name).or_default().insert(
+            c.column_name,
+            Column {
+                kind: normalize_type(&c.data_type),
+                not_null: c.is_nullable == "NO",
+            },
+        );
+    }
+    let pks: Vec<Pk> = diesel::sql_query(format!(
+        "SELECT k.table_name::text AS table_name, k.column_name::text AS column_name \
+         FROM information_schema.table_constraints tc \
+         JOIN information_schema.key_column_usage k \
+              ON k.constraint_name = tc.constraint_name AND k.table_schema = tc.table_schema \
+                 AND k.table_name = tc.table_name \
+         WHERE tc.table_schema = 'public' AND tc.constraint_type = 'PRIMARY KEY' \
+               AND tc.table_name <> '{MIGRATIONS_TABLE}' \
+         ORDER BY k.table_name, k.ordinal_position"
+    ))
+    .load(conn)
+    .expect("read PostgreSQL primary keys");
+    for pk in pks {
+        schema
+            .primary_keys
+            .entry(pk.table_name)
+            .or_default()
+            .push(pk.column_name);
+    }
+    // Explicit indexes only: not the ones behind primary keys or constraints.
+    let idx: Vec<Idx> = diesel::sql_query(format!(
+        "SELECT t.relname::text AS table_name, i.relname::text AS index_name, \
+                ix.indisunique AS is_unique, a.attname::text AS column_name, k.ord AS ord \
+         FROM pg_index ix \
+         JOIN pg_class i ON i.oid = ix.indexrelid \
+         JOIN pg_class t ON t.oid = ix.indrelid \
+         JOIN pg_namespace n ON n.oid = t.relnamespace \
+         CROSS JOIN LATERAL unnest(ix.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
+         JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum \
+         WHERE n.nspname = 'public' AND t.relname <> '{MIGRATIONS_TABLE}' \
+               AND NOT EXISTS (SELECT 1 FROM pg_constraint pc WHERE pc.conindid = ix.indexrelid) \
+         ORDER BY t.relname, i.relname, k.ord"
+    ))
+    .load(conn)
+    .expect("read PostgreSQL indexes");
+    for i in idx {
+        let _ = i.ord;
+        let entry = schema
+            .indexes
+            .entry((i.table_name, i.index_name))
+            .or_insert((i.is_unique, Vec::new()));
+        entry.1.push(i.column_name);
+    }
+    schema
+}
+
+/// Every way the two schemas differ, one line each.
+fn differences(sqlite: &Schema, pg: &Schema) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in sqlite.tables().symmetric_difference(&pg.tables()) {
+        let only = if sqlite.columns.contains_key(t) {
+            "SQLite"
+        } else {
+            "PostgreSQL"
+        };
+        out.push(format!("table {t} exists only in {only}"));
+    }
+    for (table, s_cols) in &sqlite.columns {
+        let Some(p_cols) = pg.columns.get(table) else {
+            continue;
+        };
+        let names: BTreeSet<&String> = s_cols.keys().chain(p_cols.keys()).collect();
+        for name in names {
+            match (s_cols.get(name), p_cols.get(name)) {
+                (Some(s), Some(p)) if s == p => {}
+                (Some(s), Some(p)) => out.push(format!(
+                    "{table}.{name}: SQLite {} {}, PostgreSQL {} {}",
+                    s.kind,
+                    if s.not_null { "NOT NULL" } else { "NULL" },
+                    p.kind,
+                    if p.not_null { "NOT NULL" } else { "NULL" },
+                )),
+                (Some(_), None) => out.push(format!("{table}.{name} exists only in SQLite")),
+                (None, Some(_)) => out.push(format!("{table}.{name} exists only in PostgreSQL")),
+                (None, None) => {}
+            }
+        }
+    }
+    let tables: BTreeSet<&String> = sqlite
+        .primary_keys
+        .keys()
+        .chain(pg.primary_keys.keys())
+        .collect();
+    for table in tables {
+        let (s, p) = (sqlite.primary_keys.get(table), pg.primary_keys.get(table));
+        if s != p {
+            out.push(format!(
+                "primary key of {table}: SQLite {s:?}, PostgreSQL {p:?}"
+            ));
+        }
+    }
+    let indexes: BTreeSet<&(String, String)> =
+        sqlite.indexes.keys().chain(pg.indexes.keys()).collect();
+    for key in indexes {
+        let (s, p) = (sqlite.indexes.get(key), pg.indexes.get(key));
+        if s != p {
+            out.push(format!(
+                "index {} on {}: SQLite {s:?}, PostgreSQL {p:?}",
+                key.1, key.0
+            ));
+        }
+    }
+    out
+}
+
+fn fresh_sqlite(dir: &Path) -> DbConnection {
+    let path = dir.join("schema.db");
+    let mut conn = SqliteConnection::establish(&path.to_string_lossy()).expect("open SQLite");
+    diesel::connection::SimpleConnection::batch_execute(&mut conn, "PRAGMA foreign_keys = ON;")
+        .unwrap();
+    DbConnection::Sqlite(conn)
+}
+
+fn fresh_postgres() -> Option<(common::TestDatabase, DbConnection)> {
+    let db = common::TestDatabase::create()?;
+    let conn = PgConnection::establish(&db.url).expect("connect to the test database");
+    Some((db, DbConnection::Postgres(conn)))
+}
+
+fn schema_of(conn: &mut DbConnection) -> Schema {
+    match conn {
+        DbConnection::Sqlite(c) => sqlite_schema(c),
+        DbConnection::Postgres(c) => postgres_schema(c),
+    }
+}
+
+/// Asserts every column uses one of the portable types the design allows.
+fn assert_portable(schema: &Schema, backend: &str) {
+    let bad: Vec<String> = schema
+        .columns
+        .iter()
+        .flat_map(|(t, cols)| {
+            cols.iter()
+                .filter(|(_, c)| c.kind.starts_with("other("))
+                .map(move |(n, c)| format!("{t}.{n}: {}", c.kind))
+        })
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{backend} columns outside Text/BigInt/Binary/Bool/Timestamp:\n{}",
+        bad.join("\n")
+    );
+}
+
+fn migration_folders(backend: &str) -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(backend);
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn migration_folders_are_in_lockstep() {
+    let sqlite = migration_folders("sqlite");
+    let postgres = migration_folders("postgres");
+    assert!(!sqlite.is_empty());
+    assert_eq!(sqlite, postgres, "each migration exists for both backends");
+    for backend in ["sqlite", "postgres"] {
+        for name in &sqlite {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(backend)
+                .join(name);
+            for file in ["up.sql", "down.sql"] {
+                assert!(dir.join(file).is_file(), "{} lacks {file}", dir.display());
+            }
+        }
+    }
+}
+
+#[test]
+fn sqlite_and_postgres_schemas_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sqlite = fresh_sqlite(dir.path());
+    let ran = run_pending(&mut sqlite).expect("SQLite migrations");
+    assert_eq!(ran, migration_folders("sqlite").len());
+    let s = schema_of(&mut sqlite);
+    assert!(s.columns.contains_key("tenants") && s.columns.contains_key("tenant_keys"));
+    assert_portable(&s, "SQLite");
+
+    let Some((_db, mut pg)) = fresh_postgres() else {
+        eprintln!(
+            "skipped the comparison with PostgreSQL: {} is not set",
+            common::PG_ENV
+        );
+        return;
+    };
+    let ran = run_pending(&mut pg).expect("PostgreSQL migrations");
+    assert_eq!(ran, migration_folders("postgres").len());
+    let p = schema_of(&mut pg);
+    assert_portable(&p, "PostgreSQL");
+
+    let diff = differences(&s, &p);
+    assert!(
+        diff.is_empty(),
+        "the SQLite and PostgreSQL migrations describe different schemas:\n  {}",
+        diff.join("\n  ")
+    );
+    assert_eq!(s, p);
+}
+
+/// Up, down, up again: the schema comes back the same and works (a tenant can be created).
+fn round_trip(conn: &mut DbConnection) {
+    let total = run_pending(conn).expect("first up");
+    assert!(total > 0);
+    let first = schema_of(conn);
+    assert!(!first.columns.is_empty());
+    assert_eq!(run_pending(conn).expect("idempotent up"), 0);
+
+    revert_all(conn).expect("down");
+    let empty = schema_of(conn);
+    assert!(
+        empty.columns.is_empty(),
+        "down leaves tables behind: {:?}",
+        empty.tables()
+    );
+    assert!(empty.indexes.is_empty(), "down leaves indexes behind");
+
+    assert_eq!(run_pending(conn).expect("second up"), total);
+    let second = schema_of(conn);
+    assert_eq!(
+        differences(&first, &second),
+        Vec::<String>::new(),
+        "schema after up → down → up differs"
+    );
+    assert_eq!(first, second);
+
+    // The re-created schema works: a tenant and its keys can be stored.
+    let kek = steward_keys::LocalKek::generate().unwrap();
+    let now = steward_core::Clock::now(&steward_core::SystemClock).naive_utc();
+    let t = steward_store::tenants::create(conn, &kek, "Round trip".into(), now).unwrap();
+    let keyring = steward_store::keys::load(conn, &kek, &t.id).unwrap();
+    assert_eq!(keyring.current_version(), 1);
+}
+
+#[test]
+fn up_down_up_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = fresh_sqlite(dir.path());
+    round_trip(&mut conn);
+}
+
+#[test]
+fn up_down_up_postgres() {
+    let Some((_db, mut conn)) = fresh_postgres() else {
+        eprintln!("skipped: {} is not set", common::PG_ENV);
+        return;
+    };
+    round_trip(&mut conn);
+}
