@@ -71,18 +71,18 @@ fn seal(app: &TestApp, tid: &str, record: &str, plain: &[u8]) -> Vec<u8> {
     keyring.seal(&ctx(tid, record), plain).expect("seal")
 }
 
-fn rotate(app: &TestApp, tenant: &common::TenantFixture) -> common::Response {
+fn rotate(app: &TestApp, tid: &str, token: &str) -> common::Response {
     app.request(
         reqwest::Method::POST,
-        &format!("/v1/tenants/{}/keys/rotate", tenant.id),
-        Some(&tenant.admin_token),
+        &format!("/v1/tenants/{tid}/keys/rotate"),
+        Some(token),
         None,
     )
 }
 
 /// Rotates and waits for the re-encryption job; returns the new version.
 fn rotate_ok(app: &TestApp, tenant: &common::TenantFixture) -> u64 {
-    let r = rotate(app, tenant);
+    let r = rotate(app, &tenant.id, &tenant.admin_token);
     assert_eq!(r.status, 200, "rotate: {}", r.text);
     let body = r.json();
     let job = &body["reencryption_job"];
@@ -256,22 +256,24 @@ e2e!(rotation_adds_a_version_and_old_values_still_open, |app| {
 
 e2e!(rotating_an_unknown_tenant_is_not_found, |app| {
     let t = app.new_tenant("Exists");
-    let missing = common::TenantFixture {
-        id: steward_core::Id::Tenant.generate(),
-        admin_token: t.admin_token.clone(),
-    };
-    assert!(steward_core::Id::Tenant.matches(&missing.id));
-    assert_eq!(rotate(&app, &missing).problem(404), "not_found");
+    let missing = steward_core::Id::Tenant.generate();
+    assert!(steward_core::Id::Tenant.matches(&missing));
+    assert_eq!(
+        rotate(&app, &missing, &t.admin_token).problem(404),
+        "not_found"
+    );
+    assert_eq!(
+        rotate(&app, "not-a-tenant", &t.admin_token).problem(404),
+        "not_found"
+    );
 
-    let malformed = common::TenantFixture {
-        id: "not-a-tenant".to_string(),
-        admin_token: t.admin_token.clone(),
-    };
-    assert_eq!(rotate(&app, &malformed).problem(404), "not_found");
-
-    // Nothing was written for the missing tenant.
-    assert!(key_rows(&app, &missing.id).is_empty());
+    // Nothing was written for the missing tenant, and the real one is untouched.
+    assert!(key_rows(&app, &missing).is_empty());
     assert_eq!(all_key_rows(&app).len(), 2);
+    assert_eq!(
+        key_version_of(&seal(&app, &t.id, "vis_1", EMAIL)).unwrap(),
+        1
+    );
 });
 
 e2e!(no_key_material_reaches_the_database, |app| {
@@ -449,7 +451,10 @@ e2e!(destroyed_keys_make_the_tenant_unreadable_for_good, |app| {
     }
 
     // Rotation is refused, and creates nothing.
-    assert_eq!(rotate(&app, &doomed).problem(410), "tenant_keys_destroyed");
+    assert_eq!(
+        rotate(&app, &doomed.id, &doomed.admin_token).problem(410),
+        "tenant_keys_destroyed"
+    );
     assert!(
         key_rows(&app, &doomed.id).is_empty(),
         "no wrapped key remains"

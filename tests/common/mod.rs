@@ -396,3 +396,190 @@ pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
 pub fn unique() -> String {
     ulid::Ulid::new().to_string().to_lowercase()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Helpers for the identity and authorization suites (tests/identity.rs, tests/authz_matrix.rs).
+// ---------------------------------------------------------------------------------------------
+
+impl TestApp {
+    /// Like [`TestApp::spawn`], but lets the caller adjust the configuration before the state is
+    /// built (e.g. real password hashing for timing tests).
+    pub fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pg = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(TestDatabase::create()?),
+        };
+        let mut config = Config::with_data_dir(dir.path());
+        config.database_url = pg.as_ref().map(|d| d.url.clone());
+        config.pool_size = 8;
+        config.fast_password_hashing = true;
+        adjust(&mut config);
+        let clock = ManualClock::starting_now();
+        let state = AppState::build(&config, Arc::new(clock.clone())).expect("build app state");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let addr = listener.local_addr().expect("local addr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let server_state = state.clone();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let server =
+                    steward_api::server::start(listener, server_state, 2).expect("start server");
+                tx.send(server.handle()).expect("send handle");
+                let _ = server.await;
+            });
+        });
+        let handle = rx.recv().expect("server handle");
+        let client = reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .expect("http client");
+        Some(Self {
+            backend,
+            base: format!("http://{addr}"),
+            client,
+            clock,
+            state,
+            config,
+            admin_token: std::sync::Mutex::new(None),
+            server: Some(handle),
+            thread: Some(thread),
+            dir,
+            pg,
+        })
+    }
+
+    /// Moves the clock shared with the server forward by `secs` seconds.
+    pub fn advance_secs(&self, secs: u64) {
+        let now = steward_core::Clock::now(&self.clock);
+        self.clock.set(now + std::time::Duration::from_secs(secs));
+    }
+
+    /// The server's "now" plus `secs` seconds, as RFC 3339 (for `expires_at` fields).
+    pub fn rfc3339_in(&self, secs: i64) -> String {
+        let now = steward_core::Clock::now(&self.clock);
+        let d = std::time::Duration::from_secs(secs.unsigned_abs());
+        let t = if secs >= 0 { now + d } else { now - d };
+        t.to_rfc3339()
+    }
+
+    /// Creates an API key of `tenant` through the API (as its admin): (key id, secret).
+    pub fn create_api_key(&self, tenant: &TenantFixture, scopes: &[&str]) -> (String, String) {
+        let r = self.post(
+            &format!("/v1/tenants/{}/api-keys", tenant.id),
+            Some(&tenant.admin_token),
+            &serde_json::json!({ "name": format!("key {}", unique()), "scopes": scopes }),
+        );
+        assert_eq!(r.status, 201, "create api key: {}", r.text);
+        let body = r.json();
+        (
+            body["id"].as_str().expect("key id").to_string(),
+            body["secret"].as_str().expect("key secret").to_string(),
+        )
+    }
+
+    /// Client credentials of a subprocessor, made straight in the database (the subprocessor
+    /// registry is not there yet): (client id, client secret).
+    pub fn create_client(&self, subprocessor_id: &str) -> (String, String) {
+        let now = steward_core::Clock::now(self.state.clock.as_ref()).naive_utc();
+        let sub = subprocessor_id.to_string();
+        let created = self
+            .state
+            .store
+            .write_blocking(move |c| steward_identity::clients::create(c, &sub, now))
+            .expect("create client");
+        (created.row.id.clone(), created.secret.expose().to_string())
+    }
+
+    /// Exchanges client credentials for an access token.
+    pub fn client_token(&self, client_id: &str, secret: &str) -> String {
+        let r = self.post(
+            "/v1/auth/token",
+            None,
+            &serde_json::json!({ "client_id": client_id, "client_secret": secret }),
+        );
+        assert_eq!(r.status, 200, "client token: {}", r.text);
+        r.json()["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+
+    /// The server's current token-signing key, read from the database and opened under the
+    /// master key: lets a test mint tokens the server would otherwise be the only one able to
+    /// sign (to prove that a *validly signed* token with a wrong claim is refused).
+    pub fn server_signing_key(&self) -> steward_identity::SigningKey {
+        let rows = self
+            .state
+            .store
+            .read_blocking(|c| {
+                steward_store::platform_keys::list(c, steward_identity::signing::PURPOSE)
+            })
+            .expect("list signing keys");
+        let kid = self.state.tokens.current_kid();
+        let row = rows
+            .into_iter()
+            .find(|r| r.id == kid)
+            .expect("the current signing key is stored");
+        let kek = self.state.keys.kek_arc();
+        let pkcs8 = steward_store::platform_keys::open(kek.as_ref(), &row).expect("open key");
+        steward_identity::SigningKey::from_pkcs8(row.id.clone(), &pkcs8).expect("signing key")
+    }
+}
+
+const B64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// base64url without padding (JWT segments).
+pub fn b64url_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(char::from(B64URL[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
+/// Decodes base64url without padding; `None` on any character outside the alphabet.
+pub fn b64url_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes() {
+        let v = B64URL.iter().position(|&x| x == c)?;
+        acc = (acc << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// The header and claims of a JWT, decoded (signature not checked).
+pub fn jwt_parts(token: &str) -> (Value, Value) {
+    let mut parts = token.split('.');
+    let mut next = || {
+        let seg = parts.next().expect("JWT segment");
+        serde_json::from_slice(&b64url_decode(seg).expect("base64url")).expect("JSON segment")
+    };
+    let header = next();
+    let claims = next();
+    (header, claims)
+}
+
+/// A JWT from a header, claims and an (already encoded) signature segment.
+pub fn jwt_assemble(header: &Value, claims: &Value, signature: &str) -> String {
+    format!(
+        "{}.{}.{signature}",
+        b64url_encode(&serde_json::to_vec(header).expect("header JSON")),
+        b64url_encode(&serde_json::to_vec(claims).expect("claims JSON")),
+    )
+}

@@ -29,6 +29,15 @@ impl ApiError {
     fn problem(&self) -> Problem {
         match &self.0 {
             Error::Invalid { code, detail } => Problem::new(StatusCode::BAD_REQUEST, code, detail),
+            Error::InvalidItems {
+                code,
+                detail,
+                items,
+            } => {
+                let mut p = Problem::new(StatusCode::BAD_REQUEST, code, detail);
+                p.errors = Some(items.clone());
+                p
+            }
             Error::NotFound => Problem::new(
                 StatusCode::NOT_FOUND,
                 "not_found",

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{api_keys, auth, health, keys, tenants, users};
+use crate::routes::{api_keys, auth, health, keys, retention, tenants, users, visitors};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,6 +31,18 @@ use crate::routes::{api_keys, auth, health, keys, tenants, users};
         tenants::get_tenant,
         keys::rotate_keys,
         keys::get_job,
+        visitors::create_visitor,
+        visitors::import_visitors,
+        visitors::list_visitors,
+        visitors::get_visitor,
+        visitors::patch_visitor,
+        visitors::erase_visitor,
+        visitors::export_visitor,
+        visitors::get_consents,
+        visitors::put_consent,
+        visitors::put_legal_hold,
+        retention::put_retention,
+        retention::run_retention,
     ),
     components(schemas(crate::problem::Problem)),
     modifiers(&BearerAuth)

@@ -20,6 +20,10 @@ pub struct Problem {
     /// The permission that was missing, on 403s for a permission.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub permission: Option<String>,
+    /// Per-item errors of a batch request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub errors: Option<Vec<steward_core::ItemError>>,
 }
 
 impl Problem {
@@ -34,6 +38,7 @@ impl Problem {
             detail: detail.into(),
             code: code.to_string(),
             permission: None,
+            errors: None,
         }
     }
 

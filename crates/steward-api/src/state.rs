@@ -12,6 +12,9 @@ use steward_store::keys::KeyService;
 use steward_store::pool::PoolOptions;
 use steward_store::reencrypt::{ReencryptJob, ReencryptTarget};
 use steward_store::Store;
+use steward_visitors::reencrypt::VisitorReencryption;
+use steward_visitors::retention::RetentionJob;
+use steward_visitors::VisitorService;
 
 use crate::config::Config;
 use crate::master_key::{self, KekOrigin};
@@ -54,6 +57,7 @@ pub struct AppState {
     pub kek_origin: KekOrigin,
     pub tokens: Arc<TokenIssuer>,
     pub login: Arc<LoginService>,
+    pub visitors: VisitorService,
 }
 
 impl AppState {
@@ -101,7 +105,8 @@ impl AppState {
         }
         let kek: Arc<dyn KekProvider> = Arc::new(loaded.kek);
         let keys = KeyService::new(kek, KEY_CACHE_CAPACITY);
-        let jobs = JobRunner::new(store.clone(), clock.clone(), job_handlers(&keys));
+        let visitors = VisitorService::new(store.clone(), keys.clone(), clock.clone());
+        let jobs = JobRunner::new(store.clone(), clock.clone(), job_handlers(&keys, &clock));
         let tokens = Arc::new(signing::load_or_create_issuer(
             &store,
             keys.kek_arc(),
@@ -127,6 +132,7 @@ impl AppState {
             kek_origin: loaded.origin,
             tokens,
             login,
+            visitors,
         })
     }
 
@@ -137,9 +143,12 @@ impl AppState {
 
 /// Tables holding sealed values, re-encrypted after a data-key rotation.
 fn reencrypt_targets() -> Vec<Arc<dyn ReencryptTarget>> {
-    Vec::new()
+    vec![Arc::new(VisitorReencryption)]
 }
 
-fn job_handlers(keys: &KeyService) -> Vec<Arc<dyn JobHandler>> {
-    vec![Arc::new(ReencryptJob::new(keys.clone(), reencrypt_targets()))]
+fn job_handlers(keys: &KeyService, clock: &Arc<dyn Clock>) -> Vec<Arc<dyn JobHandler>> {
+    vec![
+        Arc::new(ReencryptJob::new(keys.clone(), reencrypt_targets())),
+        Arc::new(RetentionJob::new(clock.clone(), Vec::new())),
+    ]
 }

@@ -533,8 +533,11 @@ impl FromSqlRow<VerifySql, Sqlite> for SqliteItem {
         value!(f17, outcome, 17usize);
         value!(f18, detail, 18usize);
         let seq = seq.ok_or_else(missing)?.read_long();
-        let occurred_at: NaiveDateTime =
-            FromSql::<Timestamp, Sqlite>::from_sql(occurred_at.ok_or_else(missing)?)?;
+        let mut occurred_at = occurred_at.ok_or_else(missing)?;
+        let occurred_at: NaiveDateTime = match parse_sqlite_timestamp(occurred_at.read_text()) {
+            Some(t) => t,
+            None => FromSql::<Timestamp, Sqlite>::from_sql(occurred_at)?,
+        };
         let view = EventFields {
             chain_id: text!(chain_id),
             seq,
@@ -558,6 +561,45 @@ impl FromSqlRow<VerifySql, Sqlite> for SqliteItem {
         let hash = hash.as_mut().map(|v| v.read_blob()).ok_or_else(missing)?;
         Ok(SqliteItem(Item::new(seq, prev, hash, &view)))
     }
+}
+
+/// Parses the form diesel writes timestamps in on SQLite (`2026-11-21 23:50:00.123456`).
+/// diesel's own parser tries up to 18 chrono formats per value and dominated the loading
+/// profile; anything but the exact written form returns `None` and goes to diesel's parser,
+/// so the two can only differ in speed.
+fn parse_sqlite_timestamp(s: &str) -> Option<NaiveDateTime> {
+    let b = s.as_bytes();
+    let shape_ok = b.len() >= 19
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b' '
+        && b[13] == b':'
+        && b[16] == b':';
+    if !shape_ok {
+        return None;
+    }
+    let num = |digits: &[u8]| -> Option<u32> {
+        digits.iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit()
+                .then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    let year = i32::try_from(num(&b[0..4])?).ok()?;
+    let (month, day) = (num(&b[5..7])?, num(&b[8..10])?);
+    let (hour, minute, second) = (num(&b[11..13])?, num(&b[14..16])?, num(&b[17..19])?);
+    if second > 59 {
+        // A leap second: rare enough to leave to chrono.
+        return None;
+    }
+    let nanos = match &b[19..] {
+        [] => 0,
+        [b'.', frac @ ..] if (1..=9).contains(&frac.len()) => {
+            let width = u32::try_from(frac.len()).ok()?;
+            num(frac)? * 10u32.pow(9 - width)
+        }
+        _ => return None,
+    };
+    chrono::NaiveDate::from_ymd_opt(year, month, day)?.and_hms_nano_opt(hour, minute, second, nanos)
 }
 
 #[cfg(test)]
@@ -625,6 +667,33 @@ mod tests {
             assert_eq!(f.0.hash, p.hash);
             assert_eq!(f.0.prev, p.prev);
             assert_eq!(canonical::sha256(&p.message)[..], r.hash[..]);
+        }
+    }
+
+    #[test]
+    fn fast_timestamp_parse_agrees_with_chrono() {
+        for s in [
+            "2026-11-21 23:50:00.123456",
+            "2026-11-21 23:50:00",
+            "2026-11-21 23:50:00.1",
+            "2026-11-21 23:50:00.123456789",
+            "0001-01-01 00:00:00.000001",
+        ] {
+            let ours = parse_sqlite_timestamp(s).unwrap();
+            let chrono = NaiveDateTime::parse_from_str(s, "%F %T%.f").unwrap();
+            assert_eq!(ours, chrono, "{s}");
+        }
+        for s in [
+            "2026-11-21T23:50:00",
+            "2026-11-21 23:50:00Z",
+            "2026-11-21 23:50:60",
+            "2026-02-30 00:00:00",
+            "2026-11-21 23:50:00.",
+            "2026-11-21 23:50:00.1234567890",
+            "2026-11-21 23:5a:00",
+            "",
+        ] {
+            assert!(parse_sqlite_timestamp(s).is_none(), "{s}");
         }
     }
 

@@ -13,6 +13,13 @@ pub enum Error {
         code: &'static str,
         detail: String,
     },
+    /// Several items of a batch are invalid; nothing was changed.
+    #[error("{detail}")]
+    InvalidItems {
+        code: &'static str,
+        detail: String,
+        items: Vec<ItemError>,
+    },
     /// Missing — or belonging to another tenant, which must look the same.
     #[error("not found")]
     NotFound,
@@ -46,6 +53,14 @@ pub enum Error {
     /// Anything else. The source goes to the logs (ids only), never to the client.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// What is wrong with one item of a batch.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ItemError {
+    pub index: usize,
+    pub code: &'static str,
+    pub detail: String,
 }
 
 impl Error {

@@ -8,7 +8,7 @@ pub mod permissions;
 pub mod principal;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{Error, Result};
+pub use error::{Error, ItemError, Result};
 pub use ids::Id;
 pub use permissions::{Permission, Role};
 pub use principal::{Principal, PrincipalKind};

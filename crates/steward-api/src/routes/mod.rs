@@ -6,8 +6,10 @@ pub mod auth;
 pub mod extract;
 pub mod health;
 pub mod keys;
+pub mod retention;
 pub mod tenants;
 pub mod users;
+pub mod visitors;
 
 use actix_web::web;
 
@@ -19,6 +21,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(users::configure)
             .configure(api_keys::configure)
             .configure(tenants::configure)
-            .configure(keys::configure),
+            .configure(keys::configure)
+            .configure(visitors::configure)
+            .configure(retention::configure),
     );
 }

@@ -1,0 +1,389 @@
+//! Visitor rows: sealing PII into them, opening it back out, and the queries. Every query
+//! filters on `tenant_id` first.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use serde_json::{Map, Value};
+use steward_core::{Error, Result};
+use steward_keys::{IndexKind, RecordKind, SealContext, TenantKeyring};
+use steward_store::keys::key_error;
+use steward_store::DbConnection;
+
+use crate::model::{
+    Address, Pii, VisitorMeta, FIELD_ADDRESS, FIELD_ATTRIBUTES, FIELD_EMAIL, FIELD_NAME,
+    FIELD_PHONE,
+};
+use crate::schema::visitors;
+
+pub const STATUS_ACTIVE: &str = "active";
+pub const STATUS_ERASED: &str = "erased";
+
+#[derive(Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = visitors, treat_none_as_null = true)]
+pub struct VisitorRow {
+    pub tenant_id: String,
+    pub id: String,
+    pub external_ref: Option<String>,
+    pub status: String,
+    pub legal_hold: bool,
+    pub legal_hold_reason: Option<String>,
+    pub key_version: i64,
+    pub name_sealed: Option<Vec<u8>>,
+    pub email_sealed: Option<Vec<u8>>,
+    pub phone_sealed: Option<Vec<u8>>,
+    pub address_sealed: Option<Vec<u8>>,
+    pub attributes_sealed: Option<Vec<u8>>,
+    pub email_index: Option<Vec<u8>>,
+    pub phone_index: Option<Vec<u8>>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub last_activity_at: NaiveDateTime,
+    pub erased_at: Option<NaiveDateTime>,
+}
+
+/// Rows hold ciphertext only, but keep them out of logs all the same.
+impl std::fmt::Debug for VisitorRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VisitorRow")
+            .field("tenant_id", &self.tenant_id)
+            .field("id", &self.id)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+fn utc(t: NaiveDateTime) -> DateTime<Utc> {
+    DateTime::from_naive_utc_and_offset(t, Utc)
+}
+
+impl VisitorRow {
+    pub fn is_active(&self) -> bool {
+        self.status == STATUS_ACTIVE
+    }
+
+    pub fn meta(&self) -> VisitorMeta {
+        VisitorMeta {
+            id: self.id.clone(),
+            external_ref: self.external_ref.clone(),
+            status: self.status.clone(),
+            legal_hold: self.legal_hold,
+            created_at: utc(self.created_at),
+            updated_at: utc(self.updated_at),
+            last_activity_at: utc(self.last_activity_at),
+            key_version: self.key_version,
+        }
+    }
+
+    /// Names of the PII fields that hold a value.
+    pub fn present_fields(&self) -> Vec<&'static str> {
+        let mut f = Vec::new();
+        for (name, v) in [
+            (FIELD_NAME, &self.name_sealed),
+            (FIELD_EMAIL, &self.email_sealed),
+            (FIELD_PHONE, &self.phone_sealed),
+            (FIELD_ADDRESS, &self.address_sealed),
+            (FIELD_ATTRIBUTES, &self.attributes_sealed),
+        ] {
+            if v.is_some() {
+                f.push(name);
+            }
+        }
+        f
+    }
+}
+
+fn ctx<'a>(tenant_id: &'a str, id: &'a str, field: &'a str) -> SealContext<'a> {
+    SealContext::new(tenant_id, RecordKind::Visitor, id, field)
+}
+
+fn seal_str(k: &TenantKeyring, t: &str, id: &str, field: &str, v: &str) -> Result<Vec<u8>> {
+    k.seal(&ctx(t, id, field), v.as_bytes()).map_err(key_error)
+}
+
+fn seal_json<T: serde::Serialize>(
+    k: &TenantKeyring,
+    t: &str,
+    id: &str,
+    field: &str,
+    v: &T,
+) -> Result<Vec<u8>> {
+    let bytes = steward_keys::Zeroizing::new(serde_json::to_vec(v).map_err(Error::internal)?);
+    k.seal(&ctx(t, id, field), &bytes).map_err(key_error)
+}
+
+/// The blind index of an e-mail (normalized: trimmed, lower-cased).
+pub fn email_index(k: &TenantKeyring, email: &str) -> Result<Vec<u8>> {
+    let n = steward_keys::normalize::email(email)
+        .map_err(|_| Error::invalid("invalid_email", "email is not a valid address"))?;
+    Ok(k.blind_index(IndexKind::Email, &n).to_vec())
+}
+
+/// The blind index of a phone number (E.164).
+pub fn phone_index(k: &TenantKeyring, phone: &str) -> Result<Vec<u8>> {
+    let n = steward_keys::normalize::phone_e164(phone).map_err(|_| {
+        Error::invalid("invalid_phone", "phone must be an international number")
+    })?;
+    Ok(k.blind_index(IndexKind::Phone, &n).to_vec())
+}
+
+/// Seals each present field into the row (and recomputes the blind indexes).
+pub fn seal_into(row: &mut VisitorRow, k: &TenantKeyring, pii: &Pii) -> Result<()> {
+    let (t, id) = (row.tenant_id.clone(), row.id.clone());
+    row.name_sealed = pii
+        .name
+        .as_deref()
+        .map(|v| seal_str(k, &t, &id, FIELD_NAME, v))
+        .transpose()?;
+    row.email_sealed = pii
+        .email
+        .as_deref()
+        .map(|v| seal_str(k, &t, &id, FIELD_EMAIL, v))
+        .transpose()?;
+    row.phone_sealed = pii
+        .phone
+        .as_deref()
+        .map(|v| seal_str(k, &t, &id, FIELD_PHONE, v))
+        .transpose()?;
+    row.address_sealed = pii
+        .address
+        .as_ref()
+        .map(|v| seal_json(k, &t, &id, FIELD_ADDRESS, v))
+        .transpose()?;
+    row.attributes_sealed = pii
+        .attributes
+        .as_ref()
+        .map(|v| seal_json(k, &t, &id, FIELD_ATTRIBUTES, v))
+        .transpose()?;
+    row.email_index = pii.email.as_deref().map(|e| email_index(k, e)).transpose()?;
+    row.phone_index = pii.phone.as_deref().map(|p| phone_index(k, p)).transpose()?;
+    row.key_version = i64::from(k.current_version());
+    Ok(())
+}
+
+fn open_str(k: &TenantKeyring, t: &str, id: &str, field: &str, v: &[u8]) -> Result<String> {
+    let bytes = k.open(&ctx(t, id, field), v).map_err(key_error)?;
+    String::from_utf8(bytes.to_vec()).map_err(|_| Error::internal_msg("sealed text is not UTF-8"))
+}
+
+fn open_json<T: serde::de::DeserializeOwned>(
+    k: &TenantKeyring,
+    t: &str,
+    id: &str,
+    field: &str,
+    v: &[u8],
+) -> Result<T> {
+    let bytes = k.open(&ctx(t, id, field), v).map_err(key_error)?;
+    serde_json::from_slice(&bytes).map_err(|_| Error::internal_msg("sealed JSON is malformed"))
+}
+
+/// Opens the requested fields of a row (all when `fields` is `None`). This does not disclose
+/// anything by itself: callers hand the result to `disclose`, which records the access first.
+pub fn open_fields(row: &VisitorRow, k: &TenantKeyring, fields: Option<&[&str]>) -> Result<Pii> {
+    let want = |f: &str| fields.is_none_or(|fs| fs.contains(&f));
+    let (t, id) = (row.tenant_id.as_str(), row.id.as_str());
+    let mut pii = Pii::default();
+    if want(FIELD_NAME) {
+        if let Some(v) = &row.name_sealed {
+            pii.name = Some(open_str(k, t, id, FIELD_NAME, v)?);
+        }
+    }
+    if want(FIELD_EMAIL) {
+        if let Some(v) = &row.email_sealed {
+            pii.email = Some(open_str(k, t, id, FIELD_EMAIL, v)?);
+        }
+    }
+    if want(FIELD_PHONE) {
+        if let Some(v) = &row.phone_sealed {
+            pii.phone = Some(open_str(k, t, id, FIELD_PHONE, v)?);
+        }
+    }
+    if want(FIELD_ADDRESS) {
+        if let Some(v) = &row.address_sealed {
+            pii.address = Some(open_json::<Address>(k, t, id, FIELD_ADDRESS, v)?);
+        }
+    }
+    if want(FIELD_ATTRIBUTES) {
+        if let Some(v) = &row.attributes_sealed {
+            pii.attributes = Some(open_json::<Map<String, Value>>(k, t, id, FIELD_ATTRIBUTES, v)?);
+        }
+    }
+    Ok(pii)
+}
+
+/// Re-seals every present field under the keyring's current version.
+pub fn reseal(row: &mut VisitorRow, k: &TenantKeyring) -> Result<()> {
+    let (t, id) = (row.tenant_id.clone(), row.id.clone());
+    for (field, slot) in [
+        (FIELD_NAME, &mut row.name_sealed),
+        (FIELD_EMAIL, &mut row.email_sealed),
+        (FIELD_PHONE, &mut row.phone_sealed),
+        (FIELD_ADDRESS, &mut row.address_sealed),
+        (FIELD_ATTRIBUTES, &mut row.attributes_sealed),
+    ] {
+        if let Some(v) = slot.as_ref() {
+            *slot = Some(k.reseal(&ctx(&t, &id, field), v).map_err(key_error)?);
+        }
+    }
+    row.key_version = i64::from(k.current_version());
+    Ok(())
+}
+
+pub fn insert(conn: &mut DbConnection, row: &VisitorRow) -> Result<()> {
+    diesel::insert_into(visitors::table)
+        .values(row)
+        .execute(conn)
+        .map_err(|e| match Error::from(e) {
+            Error::Conflict { .. } => Error::conflict(
+                "external_ref_taken",
+                "another visitor of this tenant has this external_ref",
+            ),
+            other => other,
+        })?;
+    Ok(())
+}
+
+/// An active visitor of the tenant, or `NotFound` (missing, erased, or another tenant's).
+pub fn get_active(conn: &mut DbConnection, tenant_id: &str, id: &str) -> Result<VisitorRow> {
+    visitors::table
+        .find((tenant_id, id))
+        .filter(visitors::status.eq(STATUS_ACTIVE))
+        .select(VisitorRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(Error::NotFound)
+}
+
+pub fn update(conn: &mut DbConnection, row: &VisitorRow) -> Result<()> {
+    diesel::update(visitors::table.find((&row.tenant_id, &row.id)))
+        .set(row)
+        .execute(conn)
+        .map_err(|e| match Error::from(e) {
+            Error::Conflict { .. } => Error::conflict(
+                "external_ref_taken",
+                "another visitor of this tenant has this external_ref",
+            ),
+            other => other,
+        })?;
+    Ok(())
+}
+
+pub fn find_by_index(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    email_index: Option<&[u8]>,
+    phone_index: Option<&[u8]>,
+    limit: i64,
+) -> Result<Vec<VisitorRow>> {
+    let mut q = visitors::table
+        .filter(visitors::tenant_id.eq(tenant_id))
+        .filter(visitors::status.eq(STATUS_ACTIVE))
+        .select(VisitorRow::as_select())
+        .order(visitors::id.asc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(i) = email_index {
+        q = q.filter(visitors::email_index.eq(i.to_vec()));
+    }
+    if let Some(i) = phone_index {
+        q = q.filter(visitors::phone_index.eq(i.to_vec()));
+    }
+    Ok(q.load(conn)?)
+}
+
+pub fn find_by_external_ref(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    external_ref: &str,
+) -> Result<Option<VisitorRow>> {
+    Ok(visitors::table
+        .filter(visitors::tenant_id.eq(tenant_id))
+        .filter(visitors::external_ref.eq(external_ref))
+        .select(VisitorRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Active visitors after `after`, by id.
+pub fn page(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<VisitorRow>> {
+    let mut q = visitors::table
+        .filter(visitors::tenant_id.eq(tenant_id))
+        .filter(visitors::status.eq(STATUS_ACTIVE))
+        .select(VisitorRow::as_select())
+        .order(visitors::id.asc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(a) = after {
+        q = q.filter(visitors::id.gt(a.to_string()));
+    }
+    Ok(q.load(conn)?)
+}
+
+pub fn count_active(conn: &mut DbConnection, tenant_id: &str) -> Result<i64> {
+    Ok(visitors::table
+        .filter(visitors::tenant_id.eq(tenant_id))
+        .filter(visitors::status.eq(STATUS_ACTIVE))
+        .count()
+        .get_result(conn)?)
+}
+
+/// Active visitors inactive since before `cutoff` and not under legal hold, after `after`.
+pub fn inactive_since(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    cutoff: NaiveDateTime,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<VisitorRow>> {
+    let mut q = visitors::table
+        .filter(visitors::tenant_id.eq(tenant_id))
+        .filter(visitors::status.eq(STATUS_ACTIVE))
+        .filter(visitors::legal_hold.eq(false))
+        .filter(visitors::last_activity_at.lt(cutoff))
+        .select(VisitorRow::as_select())
+        .order(visitors::id.asc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(a) = after {
+        q = q.filter(visitors::id.gt(a.to_string()));
+    }
+    Ok(q.load(conn)?)
+}
+
+/// Rows sealed under a version older than `current`, after `after`.
+pub fn sealed_before(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    current: i64,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<VisitorRow>> {
+    let mut q = visitors::table
+        .filter(visitors::tenant_id.eq(tenant_id))
+        .filter(visitors::status.eq(STATUS_ACTIVE))
+        .filter(visitors::key_version.lt(current))
+        .select(VisitorRow::as_select())
+        .order(visitors::id.asc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(a) = after {
+        q = q.filter(visitors::id.gt(a.to_string()));
+    }
+    Ok(q.load(conn)?)
+}
+
+pub fn count_all(conn: &mut DbConnection, tenant_id: &str) -> Result<i64> {
+    Ok(visitors::table
+        .filter(visitors::tenant_id.eq(tenant_id))
+        .count()
+        .get_result(conn)?)
+}
+
+/// Deletes every row of the tenant (offboarding, after its keys are gone).
+pub fn delete_tenant(conn: &mut DbConnection, tenant_id: &str) -> Result<usize> {
+    Ok(diesel::delete(visitors::table.filter(visitors::tenant_id.eq(tenant_id))).execute(conn)?)
+}
