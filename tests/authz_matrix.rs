@@ -24,14 +24,22 @@ use steward_core::{Clock, Permission, PrincipalKind, Role};
 use steward_identity::{SigningKey, TokenIssuer, TokenSubject};
 
 /// The operations anyone may call. A route missing from this list must declare a permission.
-const PUBLIC: [&str; 6] = [
+const PUBLIC: [&str; 7] = [
     "GET /healthz",
     "GET /readyz",
     "GET /metrics",
     "GET /openapi.json",
     "POST /v1/auth/login",
     "POST /v1/auth/token",
+    // The Ed25519 key audit checkpoints are signed with: public by nature, and a tenant must
+    // be able to fetch it to check a checkpoint it kept.
+    "GET /v1/audit/public-key",
 ];
+
+const PUBLIC_TABLE: &str = "public operations, no token";
+const MATRIX: &str = "route × principal × tenant";
+const CREDENTIALS: &str = "missing, malformed and forged credentials";
+const EXPIRED: &str = "after 15 minutes";
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
@@ -39,8 +47,8 @@ const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 struct Operation {
     method: reqwest::Method,
     path: String,
-    /// `None`: public.
-    permission: Option<Permission>,
+    /// Empty: public. Several: the OpenAPI alternatives, any one of which suffices.
+    permissions: Vec<Permission>,
 }
 
 impl Operation {
@@ -50,6 +58,10 @@ impl Operation {
 
     fn tenant_route(&self) -> bool {
         self.path.contains("{tid}")
+    }
+
+    fn is_public(&self) -> bool {
+        self.permissions.is_empty()
     }
 
     fn body(&self) -> Option<Value> {
@@ -73,36 +85,37 @@ fn operations(doc: &Value, problems: &mut Vec<String>) -> Vec<Operation> {
             let Some(op) = item.get(m) else { continue };
             let method = reqwest::Method::from_str(&m.to_uppercase()).unwrap();
             let label = format!("{method} {path}");
-            let permission = match op.get("security") {
-                None => None,
-                Some(sec) => {
-                    let scopes = sec
-                        .as_array()
-                        .filter(|a| a.len() == 1)
-                        .and_then(|a| a[0].as_object())
+            let mut permissions = Vec::new();
+            if let Some(sec) = op.get("security") {
+                // Each alternative: exactly `{"bearer": ["<one permission>"]}`.
+                let alternatives = sec.as_array().cloned().unwrap_or_default();
+                if alternatives.is_empty() {
+                    problems.push(format!("{label}: empty security {sec}"));
+                }
+                for alt in &alternatives {
+                    let scopes = alt
+                        .as_object()
                         .filter(|o| o.len() == 1)
                         .and_then(|o| o.get("bearer"))
                         .and_then(Value::as_array);
                     match scopes.map(Vec::as_slice) {
                         Some([Value::String(name)]) => match Permission::from_str(name) {
-                            Ok(p) => Some(p),
-                            Err(_) => {
-                                problems.push(format!(
-                                    "{label}: declares `{name}`, which is no permission"
-                                ));
-                                continue;
-                            }
+                            Ok(p) => permissions.push(p),
+                            Err(_) => problems.push(format!(
+                                "{label}: declares `{name}`, which is no permission"
+                            )),
                         },
-                        _ => {
-                            problems.push(format!(
-                                "{label}: security must be exactly one bearer scope, got {sec}"
-                            ));
-                            continue;
-                        }
+                        _ => problems.push(format!(
+                            "{label}: each security alternative must be one bearer scope, got {alt}"
+                        )),
                     }
                 }
-            };
-            if let Some(p) = permission {
+                if permissions.is_empty() {
+                    // Unusable declaration: reported above; do not mistake it for public.
+                    continue;
+                }
+            }
+            for p in &permissions {
                 // The check fails closed (403 for everyone) when a tenant permission has no
                 // tenant to be checked against: that route could never be used.
                 if p.scope() == Scope::Tenant && !path.contains("{tid}") {
@@ -114,7 +127,7 @@ fn operations(doc: &Value, problems: &mut Vec<String>) -> Vec<Operation> {
             ops.push(Operation {
                 method,
                 path: path.clone(),
-                permission,
+                permissions,
             });
         }
     }
@@ -214,19 +227,20 @@ impl Side {
 #[derive(Debug)]
 enum Expect {
     Allowed,
-    Forbidden(Permission),
+    /// 403 naming one of these.
+    Forbidden(Vec<Permission>),
     NotFound,
 }
 
 fn expectation(caller: &Caller, op: &Operation, side: Side) -> Expect {
-    let p = op.permission.expect("protected operation");
+    assert!(!op.is_public());
     if caller.tenant_bound() && matches!(side, Side::Foreign | Side::Missing) {
         return Expect::NotFound;
     }
-    if caller.holds(p) {
+    if op.permissions.iter().any(|p| caller.holds(*p)) {
         Expect::Allowed
     } else {
-        Expect::Forbidden(p)
+        Expect::Forbidden(op.permissions.clone())
     }
 }
 
@@ -247,13 +261,14 @@ fn judge(r: &Response, expect: &Expect) -> Option<String> {
             (r.status != 404 || code.as_deref() != Some("not_found") || !is_problem)
                 .then(|| format!("expected 404 not_found, got {} {:?}", r.status, code))
         }
-        Expect::Forbidden(p) => (r.status != 403
+        Expect::Forbidden(ps) => (r.status != 403
             || !is_problem
             || code.as_deref() != Some("forbidden")
-            || permission.as_deref() != Some(p.as_str()))
+            || !ps.iter().any(|p| permission.as_deref() == Some(p.as_str())))
         .then(|| {
+            let names: Vec<&str> = ps.iter().map(|p| p.as_str()).collect();
             format!(
-                "expected 403 forbidden naming `{p}`, got {} {:?} permission {:?}",
+                "expected 403 forbidden naming {names:?}, got {} {:?} permission {:?}",
                 r.status, code, permission
             )
         }),
@@ -273,25 +288,71 @@ fn judge_unauthenticated(r: &Response) -> Option<String> {
         })
 }
 
-/// Collects the matrix results and mismatches, and prints the table on failure.
+/// One table of results: rows (operations) × columns (callers or credentials) → status.
+#[derive(Default)]
+struct Table {
+    rows: Vec<String>,
+    columns: Vec<String>,
+    cells: BTreeMap<(String, String), String>,
+}
+
+impl Table {
+    fn render(&self) -> String {
+        let width = self.rows.iter().map(String::len).max().unwrap_or(0);
+        let widths: Vec<usize> = self.columns.iter().map(|c| c.len().max(4)).collect();
+        let mut out = format!("{:width$}", "");
+        for (c, w) in self.columns.iter().zip(&widths) {
+            let _ = write!(out, " | {c:>w$}");
+        }
+        out.push('\n');
+        for r in &self.rows {
+            let _ = write!(out, "{r:width$}");
+            for (c, w) in self.columns.iter().zip(&widths) {
+                let cell = self
+                    .cells
+                    .get(&(r.clone(), c.clone()))
+                    .map_or("-", String::as_str);
+                let _ = write!(out, " | {cell:>w$}");
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Collects results and mismatches; on failure prints every table, then fails once.
 #[derive(Default)]
 struct Report {
-    rows: Vec<String>,
-    cells: BTreeMap<(String, String), String>,
-    columns: Vec<String>,
+    tables: Vec<(&'static str, Table)>,
     mismatches: Vec<String>,
 }
 
 impl Report {
-    fn record(&mut self, row: &str, column: &str, status: u16, mismatch: Option<String>) {
-        if !self.rows.iter().any(|r| r == row) {
-            self.rows.push(row.to_string());
+    fn record(
+        &mut self,
+        table: &'static str,
+        row: &str,
+        column: &str,
+        status: u16,
+        mismatch: Option<String>,
+    ) {
+        if !self.tables.iter().any(|(name, _)| *name == table) {
+            self.tables.push((table, Table::default()));
         }
-        if !self.columns.iter().any(|c| c == column) {
-            self.columns.push(column.to_string());
+        let t = &mut self
+            .tables
+            .iter_mut()
+            .find(|(name, _)| *name == table)
+            .unwrap()
+            .1;
+        if !t.rows.iter().any(|r| r == row) {
+            t.rows.push(row.to_string());
+        }
+        if !t.columns.iter().any(|c| c == column) {
+            t.columns.push(column.to_string());
         }
         let mark = if mismatch.is_some() { "!" } else { "" };
-        self.cells.insert(
+        t.cells.insert(
             (row.to_string(), column.to_string()),
             format!("{status}{mark}"),
         );
@@ -300,36 +361,17 @@ impl Report {
         }
     }
 
-    fn table(&self) -> String {
-        let width = self.rows.iter().map(String::len).max().unwrap_or(0);
-        let mut out = format!("{:width$}", "route");
-        for c in &self.columns {
-            let _ = write!(out, " | {c:>9}");
-        }
-        out.push('\n');
-        for r in &self.rows {
-            let _ = write!(out, "{r:width$}");
-            for c in &self.columns {
-                let cell = self
-                    .cells
-                    .get(&(r.clone(), c.clone()))
-                    .map_or("-", String::as_str);
-                let _ = write!(out, " | {cell:>9}");
-            }
-            out.push('\n');
-        }
-        out
-    }
-
     fn finish(self, app: &TestApp) {
         if self.mismatches.is_empty() {
             return;
         }
-        eprintln!(
-            "authorization matrix ({:?}; `!` marks a mismatch):\n{}",
-            app.backend,
-            self.table()
-        );
+        for (name, table) in &self.tables {
+            eprintln!(
+                "\n{name} ({:?}; `!` marks a mismatch):\n{}",
+                app.backend,
+                table.render()
+            );
+        }
         panic!(
             "{} authorization mismatches:\n  {}",
             self.mismatches.len(),
@@ -419,7 +461,7 @@ e2e!(every_route_enforces_its_declared_permission, |app| {
     let ops = operations(&doc, &mut declaration_problems);
     let public: BTreeSet<String> = ops
         .iter()
-        .filter(|o| o.permission.is_none())
+        .filter(|o| o.is_public())
         .map(Operation::label)
         .collect();
     let expected_public: BTreeSet<String> = PUBLIC.iter().map(|s| s.to_string()).collect();
@@ -433,7 +475,7 @@ e2e!(every_route_enforces_its_declared_permission, |app| {
     for p in &declaration_problems {
         report.mismatches.push(format!("declaration: {p}"));
     }
-    let protected: Vec<&Operation> = ops.iter().filter(|o| o.permission.is_some()).collect();
+    let protected: Vec<&Operation> = ops.iter().filter(|o| !o.is_public()).collect();
     assert!(
         protected.len() >= 15,
         "only {} protected operations",
@@ -506,11 +548,11 @@ e2e!(every_route_enforces_its_declared_permission, |app| {
     }
 
     // --- Public operations answer without a token. ---
-    for op in ops.iter().filter(|o| o.permission.is_none()) {
+    for op in ops.iter().filter(|o| o.is_public()) {
         let r = app.request(op.method.clone(), &op.path, None, op.body().as_ref());
         let m = (r.status == 401 || r.status == 403 || r.status >= 500)
             .then(|| format!("public, but got {}", r.status));
-        report.record(&op.label(), "anonymous", r.status, m);
+        report.record(PUBLIC_TABLE, &op.label(), "anonymous", r.status, m);
     }
 
     // --- The matrix. ---
@@ -541,13 +583,16 @@ e2e!(every_route_enforces_its_declared_permission, |app| {
                 );
                 let expect = expectation(caller, op, side);
                 let mut mismatch = judge(&r, &expect);
-                if caller.tenant_bound() && side != Side::Own && (200..300).contains(&r.status) {
+                if caller.tenant_bound()
+                    && matches!(side, Side::Foreign | Side::Missing)
+                    && (200..300).contains(&r.status)
+                {
                     mismatch = Some(format!(
                         "a tenant-bound principal got {} on another tenant",
                         r.status
                     ));
                 }
-                report.record(&row, &caller.name, r.status, mismatch);
+                report.record(MATRIX, &row, &caller.name, r.status, mismatch);
                 // A foreign tenant and one that does not exist must look the same.
                 if caller.tenant_bound() && side == Side::Missing {
                     let foreign = app.request(
@@ -579,9 +624,21 @@ e2e!(every_route_enforces_its_declared_permission, |app| {
         let label = op.label();
         let body = op.body();
         let r = app.request(op.method.clone(), &path, None, body.as_ref());
-        report.record(&label, "no token", r.status, judge_unauthenticated(&r));
+        report.record(
+            CREDENTIALS,
+            &label,
+            "no token",
+            r.status,
+            judge_unauthenticated(&r),
+        );
         let r = app.request(op.method.clone(), &path, Some("garbage"), body.as_ref());
-        report.record(&label, "garbage", r.status, judge_unauthenticated(&r));
+        report.record(
+            CREDENTIALS,
+            &label,
+            "garbage",
+            r.status,
+            judge_unauthenticated(&r),
+        );
         let r = app.raw({
             let mut rb = app
                 .client
@@ -592,7 +649,13 @@ e2e!(every_route_enforces_its_declared_permission, |app| {
             }
             rb
         });
-        report.record(&label, "basic", r.status, judge_unauthenticated(&r));
+        report.record(
+            CREDENTIALS,
+            &label,
+            "basic",
+            r.status,
+            judge_unauthenticated(&r),
+        );
         // Forge from the principal most likely to be allowed here.
         let forged = if op.tenant_route() {
             &forged_tenant
@@ -601,7 +664,13 @@ e2e!(every_route_enforces_its_declared_permission, |app| {
         };
         for (what, token) in forged {
             let r = app.request(op.method.clone(), &path, Some(token), body.as_ref());
-            report.record(&label, what, r.status, judge_unauthenticated(&r));
+            report.record(
+                CREDENTIALS,
+                &label,
+                what,
+                r.status,
+                judge_unauthenticated(&r),
+            );
         }
     }
 
@@ -617,7 +686,8 @@ e2e!(every_route_enforces_its_declared_permission, |app| {
                 op.body().as_ref(),
             );
             report.record(
-                &format!("{} [expired]", op.label()),
+                EXPIRED,
+                &op.label(),
                 &caller.name,
                 r.status,
                 judge_unauthenticated(&r),
@@ -628,7 +698,8 @@ e2e!(every_route_enforces_its_declared_permission, |app| {
     let key_all = callers.iter().find(|c| c.name == "key_all").unwrap();
     let r = app.get(&format!("/v1/tenants/{}", a.id), Some(&key_all.token));
     report.record(
-        "GET /v1/tenants/{tid} [after 15 min]",
+        EXPIRED,
+        "GET /v1/tenants/{tid} (API key, no expiry)",
         "key_all",
         r.status,
         (r.status != 200).then(|| format!("expected 200, got {}", r.status)),
@@ -655,9 +726,13 @@ struct AnnotatedHandler {
     file: String,
     method: String,
     path: String,
-    declared: Option<String>,
-    /// The `perm::X` of the handler's first parameter, if it takes `Authorized<perm::X>`.
-    enforced: Option<String>,
+    /// The bearer scopes of its `#[utoipa::path(security(…))]`, in order.
+    declared: Vec<String>,
+    /// The permissions (variant names) its first parameter checks: `Authorized<perm::X>` → X,
+    /// `AuthorizedAny<perm::Y>` → the list `Y` stands for in `any_of!`.
+    enforced: Vec<String>,
+    /// The first parameter, for messages.
+    first_param: String,
 }
 
 fn route_sources() -> Vec<(String, String)> {
@@ -678,6 +753,32 @@ fn route_sources() -> Vec<(String, String)> {
     files
 }
 
+/// `Name = [A, B];` lines of the `any_of!` block in auth/perm.rs.
+fn any_of_sets() -> BTreeMap<String, Vec<String>> {
+    let src = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("crates/steward-api/src/auth/perm.rs"),
+    )
+    .expect("auth/perm.rs");
+    let mut sets = BTreeMap::new();
+    if let Some(i) = src.find("any_of! {") {
+        for line in src[i..].lines().skip(1) {
+            let line = line.trim();
+            if line.starts_with('}') {
+                break;
+            }
+            if let Some((name, list)) = line.split_once(" = [") {
+                let list = list.trim_end_matches("];");
+                sets.insert(
+                    name.trim().to_string(),
+                    list.split(',').map(|p| p.trim().to_string()).collect(),
+                );
+            }
+        }
+    }
+    sets
+}
+
 /// `(method, path)` of each `web::resource("…").route(web::<method>().to(…))` in a routes file.
 fn wired_routes(
     file: &str,
@@ -691,8 +792,7 @@ fn wired_routes(
         ));
     }
     let mut out = Vec::new();
-    let pieces: Vec<&str> = src.split("web::resource(\"").skip(1).collect();
-    for piece in pieces {
+    for piece in src.split("web::resource(\"").skip(1) {
         let path = &piece[..piece.find('"').unwrap()];
         let mut found = false;
         for m in METHODS {
@@ -711,7 +811,12 @@ fn wired_routes(
     out
 }
 
-fn annotated_handlers(file: &str, src: &str) -> Vec<AnnotatedHandler> {
+fn annotated_handlers(
+    file: &str,
+    src: &str,
+    any_of: &BTreeMap<String, Vec<String>>,
+) -> Vec<AnnotatedHandler> {
+    const BEARER: &str = "\"bearer\" = [\"";
     let mut out = Vec::new();
     for piece in src.split("#[utoipa::path(").skip(1) {
         let method = piece
@@ -719,34 +824,48 @@ fn annotated_handlers(file: &str, src: &str) -> Vec<AnnotatedHandler> {
             .next()
             .unwrap()
             .to_uppercase();
-        let after = |needle: &str| {
-            piece
-                .find(needle)
-                .map(|i| &piece[i + needle.len()..])
-                .map(|s| s[..s.find('"').unwrap()].to_string())
-        };
-        let path = after("path = \"").expect("utoipa path");
+        let path = piece
+            .find("path = \"")
+            .map(|i| &piece[i + "path = \"".len()..])
+            .map(|s| s[..s.find('"').unwrap()].to_string())
+            .expect("utoipa path");
         let fn_start = piece
             .find("pub async fn ")
             .expect("handler after #[utoipa::path]");
         let attr = &piece[..fn_start];
         let declared = attr
-            .find("\"bearer\" = [\"")
-            .map(|i| &attr[i + "\"bearer\" = [\"".len()..])
-            .map(|s| s[..s.find('"').unwrap()].to_string());
+            .match_indices(BEARER)
+            .map(|(i, _)| {
+                let s = &attr[i + BEARER.len()..];
+                s[..s.find('"').unwrap()].to_string()
+            })
+            .collect();
         let sig = &piece[fn_start..];
         let params = &sig[sig.find('(').unwrap() + 1..];
         let first = params[..params.find(',').or_else(|| params.find(')')).unwrap()].trim();
-        let enforced = first
-            .find("Authorized<perm::")
-            .map(|i| &first[i + "Authorized<perm::".len()..])
-            .map(|s| s[..s.find('>').unwrap()].to_string());
+        let marker = |prefix: &str| {
+            first
+                .find(prefix)
+                .map(|i| &first[i + prefix.len()..])
+                .map(|s| s[..s.find('>').unwrap()].to_string())
+        };
+        let enforced = if let Some(x) = marker("AuthorizedAny<perm::") {
+            any_of
+                .get(&x)
+                .cloned()
+                .unwrap_or_else(|| vec![format!("<unknown any_of {x}>")])
+        } else if let Some(x) = marker("Authorized<perm::") {
+            vec![x]
+        } else {
+            Vec::new()
+        };
         out.push(AnnotatedHandler {
             file: file.to_string(),
             method,
             path,
             declared,
             enforced,
+            first_param: first.to_string(),
         });
     }
     out
@@ -766,6 +885,8 @@ fn every_wired_route_is_documented_and_declares_what_it_enforces() {
         mod_rs.contains("health::configure(cfg);") && mod_rs.contains("web::scope(\"/v1\")"),
         "routes/mod.rs changed shape; update the scanner in tests/authz_matrix.rs"
     );
+    let any_of = any_of_sets();
+    assert!(!any_of.is_empty(), "no any_of! sets found in auth/perm.rs");
     let mut wired = BTreeSet::new();
     let mut handlers = Vec::new();
     for (file, src) in &sources {
@@ -776,33 +897,30 @@ fn every_wired_route_is_documented_and_declares_what_it_enforces() {
         for r in wired_routes(file, src, prefix, &mut problems) {
             wired.insert(format!("{} {}", r.method, r.path));
         }
-        handlers.extend(annotated_handlers(file, src));
+        handlers.extend(annotated_handlers(file, src, &any_of));
     }
 
     // Every handler declares what it enforces, and enforces what it declares.
     for h in &handlers {
         let label = format!("{} {} ({})", h.method, h.path, h.file);
-        match (&h.declared, &h.enforced) {
-            (Some(d), Some(e)) => match Permission::from_str(d) {
-                Ok(p) if format!("{p:?}") == *e => {}
-                Ok(p) => problems.push(format!(
-                    "{label}: declares `{d}` ({p:?}) but takes Authorized<perm::{e}>"
-                )),
-                Err(_) => problems.push(format!("{label}: declares unknown permission `{d}`")),
-            },
-            (None, Some(e)) => problems.push(format!(
-                "{label}: takes Authorized<perm::{e}> but declares nothing"
-            )),
-            (Some(d), None) => problems.push(format!(
-                "{label}: declares `{d}` but its first parameter is not Authorized<perm::…>"
-            )),
-            (None, None) => {
-                if !PUBLIC.contains(&format!("{} {}", h.method, h.path).as_str()) {
-                    problems.push(format!(
-                        "{label}: neither declares nor enforces a permission"
-                    ));
-                }
-            }
+        let declared: Vec<String> = h
+            .declared
+            .iter()
+            .map(|d| match Permission::from_str(d) {
+                Ok(p) => format!("{p:?}"),
+                Err(_) => format!("<unknown permission `{d}`>"),
+            })
+            .collect();
+        if declared != h.enforced {
+            problems.push(format!(
+                "{label}: declares {:?} ({declared:?}) but its first parameter `{}` checks {:?}",
+                h.declared, h.first_param, h.enforced
+            ));
+        }
+        if declared.is_empty() && !PUBLIC.contains(&format!("{} {}", h.method, h.path).as_str()) {
+            problems.push(format!(
+                "{label}: neither declares nor enforces a permission"
+            ));
         }
     }
     let annotated: BTreeSet<String> = handlers

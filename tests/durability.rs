@@ -358,11 +358,15 @@ durability_test!(
         );
         let acknowledged = writer.join().expect("writer thread");
         assert!(acknowledged.len() >= 6, "some writes were acknowledged");
-    eprintln!(
-        "{} write(s) acknowledged around SIGTERM (token: {})",
-        acknowledged.len(),
-        if token.is_empty() { "none" } else { "bootstrap admin" }
-    );
+        eprintln!(
+            "{} write(s) acknowledged around SIGTERM (token: {})",
+            acknowledged.len(),
+            if token.is_empty() {
+                "none"
+            } else {
+                "bootstrap admin"
+            }
+        );
 
         let server = env.start(2);
         let token = platform_login(&server.base, env.data.path());

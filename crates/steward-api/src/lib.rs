@@ -1,6 +1,7 @@
 //! Steward's HTTP API. `server::start` is the app factory both the binary and the end-to-end
 //! tests use; `error` is the one mapping from domain errors to RFC 9457 problem details.
 
+pub mod audit_trail;
 pub mod auth;
 pub mod config;
 pub mod error;

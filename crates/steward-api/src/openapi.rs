@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{api_keys, auth, health, keys, retention, tenants, users, visitors};
+use crate::routes::{api_keys, audit, auth, health, keys, retention, tenants, users, visitors};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -43,6 +43,13 @@ use crate::routes::{api_keys, auth, health, keys, retention, tenants, users, vis
         visitors::put_legal_hold,
         retention::put_retention,
         retention::run_retention,
+        audit::list_tenant_audit,
+        audit::list_platform_audit,
+        audit::verify_tenant_audit,
+        audit::verify_with_checkpoint,
+        audit::list_checkpoints,
+        audit::create_checkpoint,
+        audit::public_key,
     ),
     components(schemas(crate::problem::Problem)),
     modifiers(&BearerAuth)

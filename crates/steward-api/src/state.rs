@@ -11,7 +11,8 @@ use steward_store::jobs::{JobHandler, JobRunner};
 use steward_store::keys::KeyService;
 use steward_store::pool::PoolOptions;
 use steward_store::reencrypt::{ReencryptJob, ReencryptTarget};
-use steward_store::Store;
+use steward_audit::CheckpointSigner;
+use steward_store::{platform_keys, Store};
 use steward_visitors::reencrypt::VisitorReencryption;
 use steward_visitors::retention::RetentionJob;
 use steward_visitors::VisitorService;
@@ -58,6 +59,7 @@ pub struct AppState {
     pub tokens: Arc<TokenIssuer>,
     pub login: Arc<LoginService>,
     pub visitors: VisitorService,
+    pub checkpoints: Arc<CheckpointSigner>,
 }
 
 impl AppState {
@@ -106,6 +108,7 @@ impl AppState {
         let kek: Arc<dyn KekProvider> = Arc::new(loaded.kek);
         let keys = KeyService::new(kek, KEY_CACHE_CAPACITY);
         let visitors = VisitorService::new(store.clone(), keys.clone(), clock.clone());
+        let checkpoints = Arc::new(load_checkpoint_signer(&store, keys.kek_arc(), clock.as_ref())?);
         let jobs = JobRunner::new(store.clone(), clock.clone(), job_handlers(&keys, &clock));
         let tokens = Arc::new(signing::load_or_create_issuer(
             &store,
@@ -133,12 +136,44 @@ impl AppState {
             tokens,
             login,
             visitors,
+            checkpoints,
         })
     }
 
     pub fn build_default_clock(config: &Config) -> Result<Self, StartupError> {
         Self::build(config, Arc::new(SystemClock))
     }
+}
+
+const CHECKPOINT_KEY_PURPOSE: &str = "audit_checkpoint";
+
+/// The key that signs audit checkpoints: made once, sealed under the KEK like every platform
+/// secret, shared by every server process.
+fn load_checkpoint_signer(
+    store: &Store,
+    kek: Arc<dyn KekProvider>,
+    clock: &dyn Clock,
+) -> Result<CheckpointSigner, steward_core::Error> {
+    let mut rows = store.read_blocking(|c| platform_keys::list(c, CHECKPOINT_KEY_PURPOSE))?;
+    if rows.is_empty() {
+        let pkcs8 = CheckpointSigner::generate_pkcs8()?;
+        let id = steward_core::Id::SigningKey.generate();
+        let public = CheckpointSigner::from_pkcs8(id.clone(), &pkcs8)?
+            .public_key()
+            .to_vec();
+        let now = clock.now().naive_utc();
+        let k = kek.clone();
+        store.write_blocking(move |c| {
+            platform_keys::insert(c, k.as_ref(), &id, CHECKPOINT_KEY_PURPOSE, &pkcs8, &public, now)
+        })?;
+        rows = store.read_blocking(|c| platform_keys::list(c, CHECKPOINT_KEY_PURPOSE))?;
+    }
+    let newest = rows
+        .into_iter()
+        .next()
+        .ok_or_else(|| steward_core::Error::internal_msg("no checkpoint key"))?;
+    let pkcs8 = platform_keys::open(kek.as_ref(), &newest)?;
+    CheckpointSigner::from_pkcs8(newest.id, &pkcs8)
 }
 
 /// Tables holding sealed values, re-encrypted after a data-key rotation.

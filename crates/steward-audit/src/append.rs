@@ -109,10 +109,9 @@ pub(crate) fn check_chain_id(chain_id: &str) -> Result<()> {
 }
 
 fn require_transaction(conn: &mut DbConnection) -> Result<()> {
-    let depth = <DbConnection as Connection>::TransactionManager::transaction_manager_status_mut(
-        conn,
-    )
-    .transaction_depth()?;
+    let depth =
+        <DbConnection as Connection>::TransactionManager::transaction_manager_status_mut(conn)
+            .transaction_depth()?;
     if depth.is_none() {
         return Err(Error::internal_msg(
             "audit append must run inside the transaction of the change it records",

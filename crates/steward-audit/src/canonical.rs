@@ -54,23 +54,79 @@ pub struct EventFields<'a> {
 
 /// Appends the canonical encoding of `e` to `out`.
 pub fn encode_event(e: &EventFields<'_>, out: &mut Vec<u8>) {
+    encode_prefix(e.chain_id.as_bytes(), out);
+    encode_rest(&e.raw(), out);
+}
+
+impl<'a> EventFields<'a> {
+    pub(crate) fn raw(&self) -> RawFields<'a> {
+        RawFields {
+            seq: self.seq,
+            id: self.id.as_bytes(),
+            occurred_at: self.occurred_at,
+            actor_kind: self.actor_kind.as_bytes(),
+            actor_id: self.actor_id.as_bytes(),
+            actor_role: self.actor_role.as_bytes(),
+            action: self.action.as_bytes(),
+            target_kind: self.target_kind.as_bytes(),
+            target_id: self.target_id.map(str::as_bytes),
+            fields: self.fields.as_bytes(),
+            purpose: self.purpose.map(str::as_bytes),
+            justification: self.justification.map(str::as_bytes),
+            grant_id: self.grant_id.map(str::as_bytes),
+            request_id: self.request_id.map(str::as_bytes),
+            outcome: self.outcome.as_bytes(),
+            detail: self.detail.map(str::as_bytes),
+        }
+    }
+}
+
+/// The attributes after `chain_id`, as the bytes stored. Verify reads SQLite's text as bytes
+/// (skipping UTF-8 validation it does not need: it hashes what is stored) and encodes the
+/// chain's constant prefix once per walk, not once per event.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawFields<'a> {
+    pub seq: i64,
+    pub id: &'a [u8],
+    pub occurred_at: NaiveDateTime,
+    pub actor_kind: &'a [u8],
+    pub actor_id: &'a [u8],
+    pub actor_role: &'a [u8],
+    pub action: &'a [u8],
+    pub target_kind: &'a [u8],
+    pub target_id: Option<&'a [u8]>,
+    pub fields: &'a [u8],
+    pub purpose: Option<&'a [u8]>,
+    pub justification: Option<&'a [u8]>,
+    pub grant_id: Option<&'a [u8]>,
+    pub request_id: Option<&'a [u8]>,
+    pub outcome: &'a [u8],
+    pub detail: Option<&'a [u8]>,
+}
+
+/// The start of every event encoding of one chain: the version tag and the chain id.
+pub(crate) fn encode_prefix(chain_id: &[u8], out: &mut Vec<u8>) {
     put(out, EVENT_TAG.as_bytes());
-    put(out, e.chain_id.as_bytes());
+    put(out, chain_id);
+}
+
+/// The rest of an event's encoding, after [`encode_prefix`].
+pub(crate) fn encode_rest(e: &RawFields<'_>, out: &mut Vec<u8>) {
     put_int(out, e.seq);
-    put(out, e.id.as_bytes());
+    put(out, e.id);
     put_timestamp(out, e.occurred_at);
-    put(out, e.actor_kind.as_bytes());
-    put(out, e.actor_id.as_bytes());
-    put(out, e.actor_role.as_bytes());
-    put(out, e.action.as_bytes());
-    put(out, e.target_kind.as_bytes());
+    put(out, e.actor_kind);
+    put(out, e.actor_id);
+    put(out, e.actor_role);
+    put(out, e.action);
+    put(out, e.target_kind);
     put_opt(out, e.target_id);
-    put(out, e.fields.as_bytes());
+    put(out, e.fields);
     put_opt(out, e.purpose);
     put_opt(out, e.justification);
     put_opt(out, e.grant_id);
     put_opt(out, e.request_id);
-    put(out, e.outcome.as_bytes());
+    put(out, e.outcome);
     put_opt(out, e.detail);
 }
 
@@ -117,9 +173,9 @@ fn put(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-fn put_opt(out: &mut Vec<u8>, value: Option<&str>) {
+fn put_opt(out: &mut Vec<u8>, value: Option<&[u8]>) {
     match value {
-        Some(v) => put(out, v.as_bytes()),
+        Some(v) => put(out, v),
         None => out.extend_from_slice(&NULL_LEN.to_be_bytes()),
     }
 }

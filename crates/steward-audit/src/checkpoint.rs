@@ -25,7 +25,9 @@ use crate::verify::{walk, Start};
 /// A signed statement "chain `chain_id` had `head_hash` at `seq`". Serialized with the hash in
 /// hex, the signature in base64 and the time in RFC 3339; deserializes from the same, so a
 /// tenant can hand one back to `verify`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Queryable, Selectable, Insertable)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Queryable, Selectable, Insertable,
+)]
 #[diesel(table_name = audit_checkpoints)]
 pub struct Checkpoint {
     pub chain_id: String,
@@ -161,7 +163,9 @@ pub fn prepare_checkpoint(
         })
         .unwrap_or_else(Start::genesis);
     let walked = walk(conn, chain_id, start, head_seq, None, &mut |_| {})?;
-    if walked.failure.is_some() || walked.last_seq != head_seq || walked.last_hash[..] != head_hash[..]
+    if walked.failure.is_some()
+        || walked.last_seq != head_seq
+        || walked.last_hash[..] != head_hash[..]
     {
         tracing::error!(
             chain_id,
@@ -263,10 +267,16 @@ mod tests {
         assert!(!verify_checkpoint_signature(&moved, signer.public_key()));
         let mut other_chain = cp.clone();
         other_chain.chain_id = "ten_02".into();
-        assert!(!verify_checkpoint_signature(&other_chain, signer.public_key()));
+        assert!(!verify_checkpoint_signature(
+            &other_chain,
+            signer.public_key()
+        ));
         let mut other_hash = cp.clone();
         other_hash.head_hash[0] ^= 1;
-        assert!(!verify_checkpoint_signature(&other_hash, signer.public_key()));
+        assert!(!verify_checkpoint_signature(
+            &other_hash,
+            signer.public_key()
+        ));
 
         let other = CheckpointSigner::from_pkcs8(
             "sig_2".into(),
@@ -292,10 +302,18 @@ mod tests {
     #[test]
     fn bad_key_documents_are_rejected_without_detail() {
         let err = CheckpointSigner::from_pkcs8("sig_1".into(), b"not a key").unwrap_err();
-        assert!(matches!(err, Error::Invalid { code: "invalid_signing_key", .. }));
-        let signer =
-            CheckpointSigner::from_pkcs8("sig_1".into(), &CheckpointSigner::generate_pkcs8().unwrap())
-                .unwrap();
+        assert!(matches!(
+            err,
+            Error::Invalid {
+                code: "invalid_signing_key",
+                ..
+            }
+        ));
+        let signer = CheckpointSigner::from_pkcs8(
+            "sig_1".into(),
+            &CheckpointSigner::generate_pkcs8().unwrap(),
+        )
+        .unwrap();
         assert!(!format!("{signer:?}").contains("key:"));
     }
 }

@@ -240,8 +240,7 @@ fn invalid(attribute: &'static str) -> Error {
 
 fn is_token(s: &str) -> bool {
     (1..=MAX_TOKEN_LEN).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
@@ -434,16 +433,16 @@ mod tests {
     #[test]
     fn new_event_holds_only_the_documented_attributes() {
         let NewEvent {
-            action: _,      // token: a code such as visitor.read
-            actor: _,       // tokens: kind, id, role
-            target: _,      // tokens: kind, optional id
-            fields: _,      // tokens: field NAMES
-            purpose: _,     // token
+            action: _,        // token: a code such as visitor.read
+            actor: _,         // tokens: kind, id, role
+            target: _,        // tokens: kind, optional id
+            fields: _,        // tokens: field NAMES
+            purpose: _,       // token
             justification: _, // staff's free-text reason, never visitor data
-            grant_id: _,    // token
-            request_id: _,  // token
-            outcome: _,     // enum
-            detail: _,      // short non-PII note
+            grant_id: _,      // token
+            request_id: _,    // token
+            outcome: _,       // enum
+            detail: _,        // short non-PII note
         } = event();
         let Actor {
             kind: _,

@@ -63,7 +63,11 @@ pub fn list(
     let mut rows = q.load(conn)?;
     let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
     rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    let next = if more { rows.last().map(|r| r.seq) } else { None };
+    let next = if more {
+        rows.last().map(|r| r.seq)
+    } else {
+        None
+    };
     let events = rows
         .into_iter()
         .map(AuditEvent::try_from)

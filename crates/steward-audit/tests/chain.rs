@@ -49,7 +49,11 @@ both!(two_chains_are_independent, |db| {
 
     let head_b = db.read(|c| head(c, &b));
     append_one(&db, &a, event(7));
-    assert_eq!(db.read(|c| head(c, &b)), head_b, "appending to A moved B's head");
+    assert_eq!(
+        db.read(|c| head(c, &b)),
+        head_b,
+        "appending to A moved B's head"
+    );
     assert_eq!(db.read(|c| head(c, &a)).unwrap().0, 61);
 
     assert_eq!(db.read(|c| chain_len(c, &a)), 61);
@@ -147,7 +151,11 @@ both!(fields_are_stored_sorted_and_deduplicated, |db| {
     append_one(
         &db,
         &chain,
-        NewEvent::new("visitor.search", Actor::system("job_1"), Target::kind("visitor")),
+        NewEvent::new(
+            "visitor.search",
+            Actor::system("job_1"),
+            Target::kind("visitor"),
+        ),
     );
     let stored: Vec<String> = db.read(|c| {
         Ok(audit_events::table
@@ -161,7 +169,10 @@ both!(fields_are_stored_sorted_and_deduplicated, |db| {
     assert_eq!(events[0].fields, ["email", "name", "phone"]);
     assert!(events[1].fields.is_empty());
     let json = serde_json::to_value(&events[0]).unwrap();
-    assert_eq!(json["fields"], serde_json::json!(["email", "name", "phone"]));
+    assert_eq!(
+        json["fields"],
+        serde_json::json!(["email", "name", "phone"])
+    );
     assert_eq!(json["hash"].as_str().unwrap().len(), 64);
 });
 
@@ -218,7 +229,9 @@ both!(list_filters_and_pages, |db| {
         history.iter().map(|e| e.seq).collect::<Vec<_>>(),
         [4, 15, 26]
     );
-    let denied = db.read(|c| list(c, &chain, &EventFilter::default(), Some(30), 5)).0;
+    let denied = db
+        .read(|c| list(c, &chain, &EventFilter::default(), Some(30), 5))
+        .0;
     assert_eq!(denied[0].outcome, Outcome::Denied);
     assert_eq!(denied[0].grant_id.as_deref(), Some("acr_1"));
 
@@ -240,7 +253,13 @@ both!(list_filters_and_pages, |db| {
         .store
         .read_blocking(|c| list(c, &chain, &EventFilter::default(), None, 0))
         .unwrap_err();
-    assert!(matches!(err, Error::Invalid { code: "invalid_limit", .. }));
+    assert!(matches!(
+        err,
+        Error::Invalid {
+            code: "invalid_limit",
+            ..
+        }
+    ));
 });
 
 both!(long_chain_verifies_across_pages_with_progress, |db| {

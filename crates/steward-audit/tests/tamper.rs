@@ -13,8 +13,8 @@ use diesel::prelude::*;
 use steward_audit::canonical::{event_hash, EventFields, GENESIS_HASH};
 use steward_audit::schema::{audit_events, audit_heads};
 use steward_audit::{
-    append_many, checkpoint, list, verify, verify_checkpoint_signature, verify_signed,
-    Checkpoint, CheckpointSigner, EventFilter, VerifyReport,
+    append_many, checkpoint, list, verify, verify_checkpoint_signature, verify_signed, Checkpoint,
+    CheckpointSigner, EventFilter, VerifyReport,
 };
 use steward_core::Error;
 
@@ -184,12 +184,17 @@ both!(events_behind_the_heads_back_are_named, |db| {
     // A head whose hash is not the last event's.
     let mut conn = db.direct();
     diesel::update(audit_heads::table.find(&chain))
-        .set((audit_heads::seq.eq(100), audit_heads::hash.eq(vec![9u8; 32])))
+        .set((
+            audit_heads::seq.eq(100),
+            audit_heads::hash.eq(vec![9u8; 32]),
+        ))
         .execute(&mut conn)
         .unwrap();
     assert_bad(&check(&db, &chain, None), 100, "head_mismatch");
     // No head at all.
-    db.tamper(&format!("DELETE FROM audit_heads WHERE chain_id = '{chain}'"));
+    db.tamper(&format!(
+        "DELETE FROM audit_heads WHERE chain_id = '{chain}'"
+    ));
     assert_bad(&check(&db, &chain, None), 1, "head_mismatch");
     assert_eq!(db.read(steward_audit::chains), [chain.clone()]);
 });
@@ -248,7 +253,11 @@ both!(full_forge_is_caught_by_a_checkpoint, |db| {
     let mut scratch = Vec::new();
     conn.transaction(|c| {
         for e in &events {
-            let action = if e.seq == 20 { "visitor.export" } else { e.action.as_str() };
+            let action = if e.seq == 20 {
+                "visitor.export"
+            } else {
+                e.action.as_str()
+            };
             let fields = e.fields.join(",");
             let hash = event_hash(
                 &prev,

@@ -51,3 +51,44 @@ impl<P: Perm> FromRequest for Authorized<P> {
         ready(result.map_err(ApiError))
     }
 }
+
+/// Like `Authorized`, for routes open to any of several permissions; `held` says which one
+/// the caller has (the first that applies).
+#[derive(Debug)]
+pub struct AuthorizedAny<P: super::perm::PermAny> {
+    pub principal: Principal,
+    pub held: steward_core::Permission,
+    _permission: PhantomData<P>,
+}
+
+impl<P: super::perm::PermAny> FromRequest for AuthorizedAny<P> {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let result = principal_of(req).and_then(|principal| {
+            let tid = req.match_info().get("tid");
+            let mut first_err = None;
+            for p in P::ANY {
+                match principal.require(*p, tid) {
+                    Ok(()) => {
+                        return Ok(AuthorizedAny {
+                            principal,
+                            held: *p,
+                            _permission: PhantomData,
+                        })
+                    }
+                    // A foreign tenant is a 404 whatever the permission.
+                    Err(Error::NotFound) => return Err(Error::NotFound),
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
+            Err(first_err.unwrap_or(Error::Forbidden {
+                permission: P::ANY[0],
+            }))
+        });
+        ready(result.map_err(ApiError))
+    }
+}

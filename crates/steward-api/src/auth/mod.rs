@@ -10,4 +10,4 @@ pub mod authorized;
 pub mod middleware;
 pub mod perm;
 
-pub use authorized::Authorized;
+pub use authorized::{Authorized, AuthorizedAny};

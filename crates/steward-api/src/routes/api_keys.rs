@@ -1,12 +1,13 @@
 //! A tenant's API keys for its machine clients.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use steward_core::{Error, Id};
 use steward_identity::api_keys::{self, ApiKeyRow};
 use steward_store::pagination::PageRequest;
 
+use crate::audit_trail;
 use crate::auth::{perm, Authorized};
 use crate::error::ApiResult;
 use crate::routes::keys::tenant_path;
@@ -84,6 +85,7 @@ impl From<ApiKeyRow> for ApiKey {
 pub async fn create_api_key(
     auth: Authorized<perm::ApiKeysManage>,
     state: web::Data<AppState>,
+    req: HttpRequest,
     path: web::Path<String>,
     body: web::Json<CreateApiKey>,
 ) -> ApiResult<HttpResponse> {
@@ -101,12 +103,24 @@ pub async fn create_api_key(
     }
     let expires_at = body.expires_at.map(|e| steward_core::clock::truncate_micros(e).naive_utc());
     let creator = auth.principal.id.clone();
+    let principal = auth.principal.clone();
+    let request_id = crate::request_id::of(&req);
     let now = now.naive_utc();
     let created = state
         .store
         .write(move |c| {
             ensure_tenant_accepts_changes(c, &tid)?;
-            api_keys::create(c, &tid, &name, &scopes, &creator, expires_at, now)
+            let created = api_keys::create(c, &tid, &name, &scopes, &creator, expires_at, now)?;
+            let scopes: Vec<&str> = scopes.iter().map(|p| p.as_str()).collect();
+            let event = steward_audit::NewEvent::new(
+                "api_key.create",
+                steward_audit::Actor::from_principal(&principal),
+                steward_audit::Target::record("api_key", created.row.id.clone()),
+            )
+            .request_id(request_id)
+            .detail(scopes.join(","));
+            steward_audit::append(c, &tid, event, now)?;
+            Ok(created)
         })
         .await?;
     Ok(HttpResponse::Created().json(CreatedApiKey {
@@ -147,16 +161,22 @@ pub async fn list_api_keys(
     responses((status = 200, body = ApiKey), (status = 404, body = crate::problem::Problem)),
     security(("bearer" = ["api_keys:manage"])))]
 pub async fn revoke_api_key(
-    _auth: Authorized<perm::ApiKeysManage>,
+    auth: Authorized<perm::ApiKeysManage>,
     state: web::Data<AppState>,
+    req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     let (tid, kid) = path.into_inner();
     tenant_path(&tid)?;
     let now = state.clock.now().naive_utc();
+    let event = audit_trail::event(&auth.principal, &req, "api_key.revoke", "api_key", &kid);
     let row = state
         .store
-        .write(move |c| api_keys::revoke(c, &tid, &kid, now))
+        .write(move |c| {
+            let row = api_keys::revoke(c, &tid, &kid, now)?;
+            steward_audit::append(c, &tid, event, now)?;
+            Ok(row)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(ApiKey::from(row)))
 }

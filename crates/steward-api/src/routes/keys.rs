@@ -69,8 +69,9 @@ pub fn tenant_path(tid: &str) -> Result<(), Error> {
         (status = 410, body = crate::problem::Problem)),
     security(("bearer" = ["keys:rotate"])))]
 pub async fn rotate_keys(
-    _auth: Authorized<perm::KeysRotate>,
+    auth: Authorized<perm::KeysRotate>,
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let tid = path.into_inner();
@@ -78,11 +79,13 @@ pub async fn rotate_keys(
     let now = state.clock.now().naive_utc();
     let kek = state.keys.kek_arc();
     let key_service = state.keys.clone();
+    let event = crate::audit_trail::event(&auth.principal, &req, "keys.rotate", "tenant", &tid);
     let (version, job) = state
         .store
         .write(move |conn| {
             let version = keys::rotate_data_key(conn, kek.as_ref(), &tid, now)?;
             let job = jobs::enqueue(conn, reencrypt::KIND, Some(&tid), now)?;
+            steward_audit::append(conn, &tid, event.detail(format!("data key version {version}")), now)?;
             // Drop the cached keyring inside the unit: the next use reloads the new version.
             key_service.forget(&tid);
             Ok((version, job))

@@ -2,6 +2,7 @@
 //! the permission it needs on its first line.
 
 pub mod api_keys;
+pub mod audit;
 pub mod auth;
 pub mod extract;
 pub mod health;
@@ -18,6 +19,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/v1")
             .configure(auth::configure)
+            .configure(audit::configure)
             .configure(users::configure)
             .configure(api_keys::configure)
             .configure(tenants::configure)

@@ -1,6 +1,6 @@
 //! Tenants: the merchants whose visitors' data Steward keeps.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use steward_core::{Error, Id};
@@ -109,8 +109,9 @@ fn validate_name(name: &str) -> Result<String, Error> {
     responses((status = 201, body = Tenant), (status = 400, body = crate::problem::Problem)),
     security(("bearer" = ["tenants:create"])))]
 pub async fn create_tenant(
-    _auth: Authorized<perm::TenantsCreate>,
+    auth: Authorized<perm::TenantsCreate>,
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<CreateTenant>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
@@ -133,15 +134,30 @@ pub async fn create_tenant(
     };
     let now = state.clock.now().naive_utc();
     let kek = state.keys.kek_arc();
+    let event = steward_audit::NewEvent::new(
+        "tenant.create",
+        steward_audit::Actor::from_principal(&auth.principal),
+        steward_audit::Target::kind("tenant"),
+    )
+    .request_id(crate::request_id::of(&req));
     let created = state
         .store
         .write(move |conn| {
             let tenant = tenants::create(conn, kek.as_ref(), name, now)?;
+            let mut events = vec![event.clone()];
             if let Some(mut admin) = admin {
                 admin.tenant_id = Some(tenant.id.clone());
                 admin.email_scope = tenant.id.clone();
                 users::insert(conn, &admin)?;
+                events.push(
+                    event
+                        .clone()
+                        .detail(format!("first tenant_admin {}", admin.id)),
+                );
             }
+            let on_platform = event.detail(tenant.id.clone());
+            steward_audit::append_many(conn, &tenant.id, events, now)?;
+            steward_audit::append(conn, steward_audit::PLATFORM_CHAIN, on_platform, now)?;
             Ok(tenant)
         })
         .await?;

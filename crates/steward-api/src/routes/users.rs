@@ -1,7 +1,7 @@
 //! People: a tenant's users (managed by its `tenant_admin`), platform staff (managed by a
 //! `platform_admin`), and `/v1/me`.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use steward_core::{Error, Id, PrincipalKind, Role};
@@ -10,6 +10,7 @@ use steward_identity::check_policy;
 use steward_store::pagination::PageRequest;
 use steward_store::tenants::{self, TenantStatus};
 
+use crate::audit_trail;
 use crate::auth::{perm, Authorized};
 use crate::error::ApiResult;
 use crate::routes::keys::tenant_path;
@@ -165,15 +166,20 @@ pub async fn me(
         (status = 409, body = crate::problem::Problem)),
     security(("bearer" = ["staff:manage"])))]
 pub async fn create_staff(
-    _auth: Authorized<perm::StaffManage>,
+    auth: Authorized<perm::StaffManage>,
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<CreateUser>,
 ) -> ApiResult<HttpResponse> {
     let row = prepare_user(&state, None, body.into_inner()).await?;
+    let event = audit_trail::event(&auth.principal, &req, "staff.create", "user", &row.id)
+        .detail(row.role.clone());
+    let now = state.clock.now().naive_utc();
     let row = state
         .store
         .write(move |c| {
             users::insert(c, &row)?;
+            steward_audit::append(c, steward_audit::PLATFORM_CHAIN, event, now)?;
             Ok(row)
         })
         .await?;
@@ -207,6 +213,7 @@ pub async fn list_staff(
 pub async fn disable_staff(
     auth: Authorized<perm::StaffManage>,
     state: web::Data<AppState>,
+    req: HttpRequest,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let uid = path.into_inner();
@@ -214,9 +221,14 @@ pub async fn disable_staff(
         return Err(Error::conflict("cannot_disable_self", "you cannot disable your own account").into());
     }
     let now = state.clock.now().naive_utc();
+    let event = audit_trail::event(&auth.principal, &req, "staff.disable", "user", &uid);
     let row = state
         .store
-        .write(move |c| users::disable(c, None, &uid, now))
+        .write(move |c| {
+            let row = users::disable(c, None, &uid, now)?;
+            steward_audit::append(c, steward_audit::PLATFORM_CHAIN, event, now)?;
+            Ok(row)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(User::from(row)))
 }
@@ -228,19 +240,24 @@ pub async fn disable_staff(
         (status = 409, body = crate::problem::Problem)),
     security(("bearer" = ["users:manage"])))]
 pub async fn create_user(
-    _auth: Authorized<perm::UsersManage>,
+    auth: Authorized<perm::UsersManage>,
     state: web::Data<AppState>,
+    req: HttpRequest,
     path: web::Path<String>,
     body: web::Json<CreateUser>,
 ) -> ApiResult<HttpResponse> {
     let tid = path.into_inner();
     tenant_path(&tid)?;
     let row = prepare_user(&state, Some(&tid), body.into_inner()).await?;
+    let event = audit_trail::event(&auth.principal, &req, "user.create", "user", &row.id)
+        .detail(row.role.clone());
+    let now = state.clock.now().naive_utc();
     let row = state
         .store
         .write(move |c| {
             ensure_tenant_accepts_changes(c, &tid)?;
             users::insert(c, &row)?;
+            steward_audit::append(c, &tid, event, now)?;
             Ok(row)
         })
         .await?;
@@ -296,6 +313,7 @@ pub async fn list_users(
 pub async fn disable_user(
     auth: Authorized<perm::UsersManage>,
     state: web::Data<AppState>,
+    req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     let (tid, uid) = path.into_inner();
@@ -304,9 +322,14 @@ pub async fn disable_user(
         return Err(Error::conflict("cannot_disable_self", "you cannot disable your own account").into());
     }
     let now = state.clock.now().naive_utc();
+    let event = audit_trail::event(&auth.principal, &req, "user.disable", "user", &uid);
     let row = state
         .store
-        .write(move |c| users::disable(c, Some(&tid), &uid, now))
+        .write(move |c| {
+            let row = users::disable(c, Some(&tid), &uid, now)?;
+            steward_audit::append(c, &tid, event, now)?;
+            Ok(row)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(User::from(row)))
 }

@@ -147,10 +147,7 @@ impl TestDb {
         self.direct().execute_batch(sql).expect("tamper sql");
     }
 
-    pub fn read<T>(
-        &self,
-        f: impl FnOnce(&mut DbConnection) -> steward_core::Result<T>,
-    ) -> T {
+    pub fn read<T>(&self, f: impl FnOnce(&mut DbConnection) -> steward_core::Result<T>) -> T {
         self.store.read_blocking(f).expect("read")
     }
 }
