@@ -365,8 +365,8 @@ fn migration_folders_are_in_lockstep() {
 fn sqlite_and_postgres_schemas_match() {
     let dir = tempfile::tempdir().unwrap();
     let mut sqlite = fresh_sqlite(dir.path());
-    let ran = run_pending(&mut sqlite).expect("SQLite migrations");
-    assert_eq!(ran, migration_folders("sqlite").len());
+    let ran_sqlite = run_pending(&mut sqlite).expect("SQLite migrations");
+    assert!(ran_sqlite > 0);
     let s = schema_of(&mut sqlite);
     assert!(s.columns.contains_key("tenants") && s.columns.contains_key("tenant_keys"));
     assert_portable(&s, "SQLite");
@@ -379,7 +379,10 @@ fn sqlite_and_postgres_schemas_match() {
         return;
     };
     let ran = run_pending(&mut pg).expect("PostgreSQL migrations");
-    assert_eq!(ran, migration_folders("postgres").len());
+    assert_eq!(
+        ran, ran_sqlite,
+        "both backends embed the same number of migrations"
+    );
     let p = schema_of(&mut pg);
     assert_portable(&p, "PostgreSQL");
 

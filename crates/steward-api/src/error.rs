@@ -17,6 +17,8 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+impl std::error::Error for ApiError {}
+
 impl<E: Into<Error>> From<E> for ApiError {
     fn from(e: E) -> Self {
         ApiError(e.into())

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{api_keys, audit, auth, health, keys, retention, tenants, users, visitors};
+use crate::routes::{api_keys, audit, auth, health, keys, offboarding, retention, tenants, users, visitors};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -50,6 +50,10 @@ use crate::routes::{api_keys, audit, auth, health, keys, retention, tenants, use
         audit::list_checkpoints,
         audit::create_checkpoint,
         audit::public_key,
+        offboarding::start_offboarding,
+        offboarding::get_offboarding,
+        offboarding::export_tenant,
+        offboarding::confirm_offboarding,
     ),
     components(schemas(crate::problem::Problem)),
     modifiers(&BearerAuth)

@@ -303,24 +303,24 @@ mod tests {
     #[test]
     fn every_attribute_changes_the_hash() {
         let base = event_hash(&GENESIS_HASH, &sample(), &mut Vec::new());
-        let edits: Vec<Box<dyn Fn(&mut EventFields<'static>)>> = vec![
-            Box::new(|e| e.chain_id = "ten_02"),
-            Box::new(|e| e.seq = 8),
-            Box::new(|e| e.id = "evt_02"),
-            Box::new(|e| e.occurred_at = at(123_457)),
-            Box::new(|e| e.actor_kind = "api_key"),
-            Box::new(|e| e.actor_id = "usr_02"),
-            Box::new(|e| e.actor_role = "tenant_member"),
-            Box::new(|e| e.action = "visitor.erase"),
-            Box::new(|e| e.target_kind = "tenant"),
-            Box::new(|e| e.target_id = None),
-            Box::new(|e| e.fields = "email"),
-            Box::new(|e| e.purpose = Some("support")),
-            Box::new(|e| e.justification = Some("ticket")),
-            Box::new(|e| e.grant_id = Some("acr_01")),
-            Box::new(|e| e.request_id = None),
-            Box::new(|e| e.outcome = "denied"),
-            Box::new(|e| e.detail = Some("3")),
+        let edits: Vec<fn(&mut EventFields<'static>)> = vec![
+            |e| e.chain_id = "ten_02",
+            |e| e.seq = 8,
+            |e| e.id = "evt_02",
+            |e| e.occurred_at = at(123_457),
+            |e| e.actor_kind = "api_key",
+            |e| e.actor_id = "usr_02",
+            |e| e.actor_role = "tenant_member",
+            |e| e.action = "visitor.erase",
+            |e| e.target_kind = "tenant",
+            |e| e.target_id = None,
+            |e| e.fields = "email",
+            |e| e.purpose = Some("support"),
+            |e| e.justification = Some("ticket"),
+            |e| e.grant_id = Some("acr_01"),
+            |e| e.request_id = None,
+            |e| e.outcome = "denied",
+            |e| e.detail = Some("3"),
         ];
         for edit in edits {
             let mut e = sample();

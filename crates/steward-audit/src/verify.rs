@@ -8,9 +8,9 @@
 //! made by someone without the signing key.
 //!
 //! The chain is read in pages of [`PAGE_SIZE`] events by seq, so memory stays flat for any
-//! length. Pages are hashed on all cores while the next page loads; the checks that depend on order run on the calling thread
-//! once a page's hashes are back. The walk stops at the head read when it starts, so appends
-//! made meanwhile neither disturb it nor need a lock.
+//! length. Pages are hashed on all cores while the next page loads; the checks that depend on
+//! order run on the calling thread once a page's hashes are back. The walk stops at the head
+//! read when it starts, so appends made meanwhile neither disturb it nor need a lock.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

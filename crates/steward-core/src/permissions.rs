@@ -76,6 +76,7 @@ impl Role {
             Role::TenantAdmin => &[
                 TenantRead,
                 TenantOffboard,
+                TenantExport,
                 UsersManage,
                 ApiKeysManage,
                 KeysRotate,
@@ -176,6 +177,7 @@ permissions! {
     TenantsList => "tenants:list", Platform, false;
     TenantRead => "tenant:read", Tenant, true;
     TenantOffboard => "tenant:offboard", Tenant, false;
+    TenantExport => "tenant:export", Tenant, false;
     StaffManage => "staff:manage", Platform, false;
     SubprocessorsManage => "subprocessors:manage", Platform, false;
     PolicyNoticesManage => "policy_notices:manage", Platform, false;

@@ -162,3 +162,14 @@ pub fn authenticate(conn: &mut DbConnection, secret: &str, now: NaiveDateTime) -
         scopes: row.scope_list(),
     })
 }
+
+/// Revokes every live key of a tenant (offboarding).
+pub fn revoke_all_for_tenant(conn: &mut DbConnection, tenant_id: &str, now: NaiveDateTime) -> Result<usize> {
+    Ok(diesel::update(
+        api_keys::table
+            .filter(api_keys::tenant_id.eq(tenant_id))
+            .filter(api_keys::revoked_at.is_null()),
+    )
+    .set(api_keys::revoked_at.eq(Some(now)))
+    .execute(conn)?)
+}

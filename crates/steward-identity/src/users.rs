@@ -253,3 +253,18 @@ mod tests {
         }
     }
 }
+
+/// Disables every user of a tenant (offboarding).
+pub fn disable_all_for_tenant(conn: &mut DbConnection, tenant_id: &str, now: NaiveDateTime) -> Result<usize> {
+    Ok(diesel::update(
+        users::table
+            .filter(users::email_scope.eq(tenant_id))
+            .filter(users::status.eq(UserStatus::Active.as_str())),
+    )
+    .set((
+        users::status.eq(UserStatus::Disabled.as_str()),
+        users::disabled_at.eq(Some(now)),
+        users::updated_at.eq(now),
+    ))
+    .execute(conn)?)
+}

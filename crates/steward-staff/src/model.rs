@@ -251,8 +251,7 @@ impl NewAccessRequest {
 fn validate_ticket(t: &str) -> Result<String> {
     let t = t.trim();
     let ok = (1..=MAX_TICKET_LEN).contains(&t.len())
-        && t
-            .bytes()
+        && t.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_#.:/".contains(&b));
     if ok {
         Ok(t.to_string())
@@ -314,7 +313,9 @@ impl RequestStatus {
             "approved" => Ok(RequestStatus::Approved),
             "denied" => Ok(RequestStatus::Denied),
             "revoked" => Ok(RequestStatus::Revoked),
-            _ => Err(Error::internal_msg("unknown access request status in database")),
+            _ => Err(Error::internal_msg(
+                "unknown access request status in database",
+            )),
         }
     }
 }
@@ -584,7 +585,10 @@ mod tests {
 
     #[test]
     fn scope_validation_sorts_dedups_and_bounds() {
-        let (a, b) = (Id::Visitor.generate(), Id::Visitor.generate());
+        let (a, b) = {
+            let (x, y) = (Id::Visitor.generate(), Id::Visitor.generate());
+            (x.clone().min(y.clone()), x.max(y))
+        };
         let s = Scope::Visitors(vec![b.clone(), a.clone(), b.clone()])
             .validate()
             .unwrap();

@@ -369,6 +369,13 @@ pub fn approve_break_glass(
         lifecycle_event(ACTION_BREAK_GLASS, Actor::from_principal(second), &row),
         now,
     )?;
+    tracing::warn!(
+        tenant_id,
+        access_request = %row.id,
+        requester = %row.requester_id,
+        approver = %second.id,
+        "break-glass access activated"
+    );
     AccessRequest::from_row(row, now)
 }
 
@@ -428,7 +435,9 @@ pub fn check_grant_window(
         }
     }
     let (Some(starts_at), Some(ends_at)) = (row.grant_starts_at, row.grant_ends_at) else {
-        return Err(Error::internal_msg("approved access request without a window"));
+        return Err(Error::internal_msg(
+            "approved access request without a window",
+        ));
     };
     if now < starts_at {
         return Err(Error::denied(
@@ -555,7 +564,20 @@ pub fn staff_access_log(
     let entries = rows
         .into_iter()
         .map(
-            |(seq, at, actor_id, actor_role, action, target_kind, target_id, fields, justification, grant_id, outcome, detail)| {
+            |(
+                seq,
+                at,
+                actor_id,
+                actor_role,
+                action,
+                target_kind,
+                target_id,
+                fields,
+                justification,
+                grant_id,
+                outcome,
+                detail,
+            )| {
                 let grant_id = grant_id.unwrap_or_default();
                 let grant = grants.get(&grant_id);
                 StaffAccessEntry {

@@ -6,6 +6,7 @@ pub mod consents;
 pub mod countries;
 pub mod disclose;
 pub mod model;
+pub mod offboarding;
 pub mod records;
 pub mod reencrypt;
 pub mod retention;

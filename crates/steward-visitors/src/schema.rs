@@ -48,3 +48,17 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(visitors, consents, idempotency_keys);
+
+diesel::table! {
+    offboardings (tenant_id) {
+        tenant_id -> Text,
+        id -> Text,
+        started_by -> Text,
+        started_at -> Timestamp,
+        exported_at -> Nullable<Timestamp>,
+        exported_records -> Nullable<BigInt>,
+        confirmed_by -> Nullable<Text>,
+        confirmed_at -> Nullable<Timestamp>,
+        certificate_hash -> Nullable<Text>,
+    }
+}

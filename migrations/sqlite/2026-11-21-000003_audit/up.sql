@@ -4,6 +4,9 @@
 -- Columns hold ids, names and codes only, never values: `fields` lists field NAMES
 -- (comma-separated, sorted, deduplicated, '' for none) and `detail` is a short non-PII note
 -- such as a count or a ticket reference.
+-- SQLite only: WITHOUT ROWID stores rows in (chain_id, seq) order, so verify's walk and the
+-- audit API's pages read one b-tree in order instead of an index plus the table. Same columns
+-- as the PostgreSQL migration.
 CREATE TABLE audit_events (
     chain_id TEXT NOT NULL,
     seq BIGINT NOT NULL,

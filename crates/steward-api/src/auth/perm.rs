@@ -24,6 +24,7 @@ markers!(
     TenantsList,
     TenantRead,
     TenantOffboard,
+    TenantExport,
     StaffManage,
     SubprocessorsManage,
     PolicyNoticesManage,

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod extract;
 pub mod health;
 pub mod keys;
+pub mod offboarding;
 pub mod retention;
 pub mod tenants;
 pub mod users;
@@ -25,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(tenants::configure)
             .configure(keys::configure)
             .configure(visitors::configure)
-            .configure(retention::configure),
+            .configure(retention::configure)
+            .configure(offboarding::configure),
     );
 }

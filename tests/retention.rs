@@ -1,0 +1,252 @@
+//! End-to-end: retention — a tenant sets how long inactive visitors are kept; a purge run
+//! erases the ones inactive for longer (audited, with the system as the actor), never those
+//! under legal hold, and nothing at all when no retention is set.
+//! Each test runs on SQLite and on PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use steward_core::Role;
+
+use common::{Response, TenantFixture, TestApp};
+
+const DAY: u64 = 24 * 60 * 60;
+
+fn visitor_path(tid: &str, vid: &str) -> String {
+    format!("/v1/tenants/{tid}/visitors/{vid}")
+}
+
+fn create(app: &TestApp, tid: &str, token: &str, name: &str) -> String {
+    let r = app.post(
+        &format!("/v1/tenants/{tid}/visitors"),
+        Some(token),
+        &json!({ "name": name, "email": format!("{}@example.com", name.to_lowercase().replace(' ', ".")) }),
+    );
+    assert_eq!(r.status, 201, "create visitor: {}", r.text);
+    r.json()["id"].as_str().unwrap().to_string()
+}
+
+fn get(app: &TestApp, tid: &str, token: &str, vid: &str) -> Response {
+    app.get(&visitor_path(tid, vid), Some(token))
+}
+
+fn set_retention(app: &TestApp, t: &TenantFixture, days: Value) -> Response {
+    app.request(
+        Method::PUT,
+        &format!("/v1/tenants/{}/retention", t.id),
+        Some(&t.admin_token),
+        Some(&json!({ "retention_days": days })),
+    )
+}
+
+/// Starts a purge run and waits for it; returns the finished job.
+fn run_retention(app: &TestApp, t: &TenantFixture) -> Value {
+    let r = app.request(
+        Method::POST,
+        &format!("/v1/tenants/{}/retention/run", t.id),
+        Some(&t.admin_token),
+        None,
+    );
+    assert_eq!(r.status, 202, "run retention: {}", r.text);
+    let job = r.json();
+    assert_eq!(job["kind"], "retention_purge");
+    let done = app.wait_for_job(&t.id, &t.admin_token, job["id"].as_str().unwrap());
+    assert_eq!(done["status"], "done", "{done}");
+    done
+}
+
+#[derive(diesel::QueryableByName)]
+struct EventRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    actor_kind: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    purpose: Option<String>,
+}
+
+/// The `visitor.erase` events about one visitor: (actor kind, purpose).
+fn erase_events(app: &TestApp, tid: &str, vid: &str) -> Vec<(String, Option<String>)> {
+    use diesel::RunQueryDsl;
+    for s in [tid, vid] {
+        assert!(s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    }
+    let sql = format!(
+        "SELECT actor_kind, purpose FROM audit_events WHERE chain_id = '{tid}' \
+         AND action = 'visitor.erase' AND target_id = '{vid}'"
+    );
+    let mut conn = app.db();
+    let rows: Vec<EventRow> = match &mut *conn {
+        steward_store::DbConnection::Sqlite(c) => diesel::sql_query(&sql).load(c),
+        steward_store::DbConnection::Postgres(c) => diesel::sql_query(&sql).load(c),
+    }
+    .unwrap();
+    rows.into_iter().map(|r| (r.actor_kind, r.purpose)).collect()
+}
+
+e2e!(retention_purges_inactive_visitors_except_held_ones, |app| {
+    let t = app.new_tenant("Forgetful shop");
+    let (_, token) = app.tenant_user(&t, Role::TenantMember);
+    let r = set_retention(&app, &t, json!(30));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["retention_days"], 30);
+
+    let old1 = create(&app, &t.id, &token, "Old One");
+    let old2 = create(&app, &t.id, &token, "Old Two");
+    let held = create(&app, &t.id, &token, "Old Held");
+    let r = app.request(
+        Method::PUT,
+        &format!("{}/legal-hold", visitor_path(&t.id, &held)),
+        Some(&t.admin_token),
+        Some(&json!({ "active": true, "reason": "tax audit 2025" })),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // A run before the period is over purges nothing.
+    app.advance_secs(29 * DAY);
+    run_retention(&app, &t);
+    for vid in [&old1, &old2, &held] {
+        assert_eq!(get(&app, &t.id, &token, vid).status, 200, "{vid} kept");
+    }
+
+    app.advance_secs(2 * DAY);
+    let fresh = create(&app, &t.id, &token, "Fresh Face");
+    let job = run_retention(&app, &t);
+    assert_eq!(job["done"], 2, "{job}");
+
+    for vid in [&old1, &old2] {
+        assert_eq!(
+            get(&app, &t.id, &token, vid).problem(404),
+            "not_found",
+            "{vid} purged"
+        );
+        let events = erase_events(&app, &t.id, vid);
+        assert_eq!(events.len(), 1, "{vid}: {events:?}");
+        assert_eq!(events[0].0, "system", "erased by the system");
+        assert_eq!(events[0].1.as_deref(), Some("retention"));
+    }
+    for vid in [&held, &fresh] {
+        let r = get(&app, &t.id, &token, vid);
+        assert_eq!(r.status, 200, "{vid} kept: {}", r.text);
+        assert!(erase_events(&app, &t.id, vid).is_empty());
+    }
+    let r = app.get(
+        &format!("/v1/tenants/{}/visitors?limit=500", t.id),
+        Some(&token),
+    );
+    let mut listed: Vec<String> = r.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect();
+    listed.sort();
+    let mut expected = vec![held.clone(), fresh.clone()];
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    // Lifting the hold makes the held visitor purgeable on the next run.
+    let r = app.request(
+        Method::PUT,
+        &format!("{}/legal-hold", visitor_path(&t.id, &held)),
+        Some(&t.admin_token),
+        Some(&json!({ "active": false })),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    run_retention(&app, &t);
+    assert_eq!(get(&app, &t.id, &token, &held).problem(404), "not_found");
+    assert_eq!(get(&app, &t.id, &token, &fresh).status, 200);
+});
+
+e2e!(rectification_counts_as_activity, |app| {
+    let t = app.new_tenant("Active shop");
+    let (_, token) = app.tenant_user(&t, Role::TenantMember);
+    assert_eq!(set_retention(&app, &t, json!(30)).status, 200);
+    let touched = create(&app, &t.id, &token, "Touched Tina");
+    let idle = create(&app, &t.id, &token, "Idle Ivan");
+    let before = get(&app, &t.id, &token, &touched).json()["last_activity_at"].clone();
+
+    app.advance_secs(20 * DAY);
+    let r = app.request(
+        Method::PATCH,
+        &visitor_path(&t.id, &touched),
+        Some(&token),
+        Some(&json!({ "name": "Touched Tina Renamed" })),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_ne!(r.json()["last_activity_at"], before, "activity refreshed");
+
+    app.advance_secs(15 * DAY);
+    run_retention(&app, &t);
+    assert_eq!(get(&app, &t.id, &token, &idle).problem(404), "not_found");
+    let r = get(&app, &t.id, &token, &touched);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["name"], "Touched Tina Renamed");
+
+    // Its last activity was the patch: 30 days after it, it goes too.
+    app.advance_secs(16 * DAY);
+    run_retention(&app, &t);
+    assert_eq!(get(&app, &t.id, &token, &touched).problem(404), "not_found");
+});
+
+e2e!(without_retention_nothing_is_purged, |app| {
+    let t = app.new_tenant("Keeping shop");
+    let (_, token) = app.tenant_user(&t, Role::TenantMember);
+    let a = create(&app, &t.id, &token, "Kept Kim");
+    let b = create(&app, &t.id, &token, "Kept Kai");
+    app.advance_secs(400 * DAY);
+    let job = run_retention(&app, &t);
+    assert_eq!(job["done"], 0, "{job}");
+    for vid in [&a, &b] {
+        assert_eq!(get(&app, &t.id, &token, vid).status, 200);
+        assert!(erase_events(&app, &t.id, vid).is_empty());
+    }
+
+    // Set, then cleared again with null: still nothing is purged.
+    assert_eq!(set_retention(&app, &t, json!(30)).status, 200);
+    let r = set_retention(&app, &t, Value::Null);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["retention_days"], Value::Null);
+    run_retention(&app, &t);
+    for vid in [&a, &b] {
+        assert_eq!(get(&app, &t.id, &token, vid).status, 200);
+    }
+});
+
+e2e!(retention_setting_is_validated_and_admin_only, |app| {
+    let t = app.new_tenant("Picky shop");
+    let (_, token) = app.tenant_user(&t, Role::TenantMember);
+    for bad in [json!(0), json!(-5), json!(3651)] {
+        let r = set_retention(&app, &t, bad.clone());
+        assert_eq!(r.problem(400), "invalid_retention", "{bad}");
+    }
+    let r = app.request(
+        Method::PUT,
+        &format!("/v1/tenants/{}/retention", t.id),
+        Some(&t.admin_token),
+        Some(&json!({ "retention_days": "thirty" })),
+    );
+    assert_eq!(r.problem(400), "invalid_body");
+    // A member may neither set retention nor start a purge.
+    let r = app.request(
+        Method::PUT,
+        &format!("/v1/tenants/{}/retention", t.id),
+        Some(&token),
+        Some(&json!({ "retention_days": 30 })),
+    );
+    assert_eq!(r.problem(403), "forbidden");
+    let r = app.request(
+        Method::POST,
+        &format!("/v1/tenants/{}/retention/run", t.id),
+        Some(&token),
+        None,
+    );
+    assert_eq!(r.problem(403), "forbidden");
+    // The refused settings left none in place.
+    let r = app.get(&format!("/v1/tenants/{}", t.id), Some(&t.admin_token));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["retention_days"], Value::Null);
+    assert_eq!(set_retention(&app, &t, json!(3650)).status, 200);
+    assert_eq!(set_retention(&app, &t, json!(1)).status, 200);
+});
