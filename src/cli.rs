@@ -31,9 +31,40 @@ pub enum Command {
     /// Staff accounts.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Audit log tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Retention: erase visitors inactive beyond their tenant's retention period.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
     /// Key management: master-key rotation, tenant key destruction.
     #[command(subcommand)]
     Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute hash chains and name the first bad event; exits non-zero on any break.
+    Verify(AuditVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// One tenant's chain (default: every chain, the platform's included).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// A checkpoint kept earlier (JSON from GET …/audit/checkpoints): detects truncation and
+    /// rewrites before it.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Run the retention purge of every tenant that set `retention_days`, once.
+    Run(StorageArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
 mod admin;
+mod audit;
+mod retention;
 mod keys;
 mod migrate;
 mod serve;
@@ -23,6 +25,9 @@ pub enum CliError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Domain(#[from] steward_core::Error),
+    /// The command ran and found a problem (a broken chain); already reported.
+    #[error("{0}")]
+    Failed(String),
 }
 
 pub fn run(cli: Cli) -> Result<(), CliError> {
@@ -31,6 +36,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Migrate(args) => migrate::run(args),
         Command::Keys(cmd) => keys::run(cmd),
         Command::Admin(cmd) => admin::run(cmd),
+        Command::Audit(cmd) => audit::run(cmd),
+        Command::Retention(cmd) => retention::run(cmd),
     }
 }
 
