@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "steward", version, about = "Steward: a multi-tenant data-processor platform")]
+#[command(
+    name = "steward",
+    version,
+    about = "Steward: a multi-tenant data-processor platform"
+)]
 pub struct Cli {
     /// Log output format.
     #[arg(long, env = "STEWARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]

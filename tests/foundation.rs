@@ -105,13 +105,24 @@ e2e!(tenants_create_get_list_paginate, |app| {
             None => break,
         }
     }
-    assert_eq!(seen, ids, "pages cover every tenant once, in creation order");
+    assert_eq!(
+        seen, ids,
+        "pages cover every tenant once, in creation order"
+    );
 });
 
 e2e!(request_ids_are_echoed_or_generated, |app| {
-    let r = app.raw(app.client.get(app.url("/healthz")).header("x-request-id", "abc-123"));
+    let r = app.raw(
+        app.client
+            .get(app.url("/healthz"))
+            .header("x-request-id", "abc-123"),
+    );
     assert_eq!(r.header("x-request-id").as_deref(), Some("abc-123"));
-    let r = app.raw(app.client.get(app.url("/healthz")).header("x-request-id", "bad id!"));
+    let r = app.raw(
+        app.client
+            .get(app.url("/healthz"))
+            .header("x-request-id", "bad id!"),
+    );
     let generated = r.header("x-request-id").unwrap();
     assert!(generated.starts_with("req_"), "{generated}");
 });
@@ -122,19 +133,32 @@ e2e!(health_ready_metrics_openapi, |app| {
     assert_eq!(ready.status, 200);
     assert_eq!(ready.json()["status"], "ready");
 
-    app.post("/v1/tenants", Some(&app.platform_token()), &json!({"name": "M"}));
+    app.post(
+        "/v1/tenants",
+        Some(&app.platform_token()),
+        &json!({"name": "M"}),
+    );
     let metrics = app.get("/metrics", None);
     assert_eq!(metrics.status, 200);
     assert!(metrics.content_type().starts_with("text/plain"));
     // Route templates, never concrete ids.
+    assert!(
+        metrics.text.contains(
+            r#"steward_http_requests_total{method="POST",route="/v1/tenants",status="201"} 1"#
+        ),
+        "{}",
+        metrics.text
+    );
     assert!(metrics
         .text
-        .contains(r#"steward_http_requests_total{method="POST",route="/v1/tenants",status="201"} 1"#),
-        "{}", metrics.text);
-    assert!(metrics.text.contains("steward_http_request_duration_seconds_bucket"));
+        .contains("steward_http_request_duration_seconds_bucket"));
     assert!(!metrics.text.contains("ten_"));
     // Every sample line parses as `name{labels} value`.
-    for line in metrics.text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in metrics
+        .text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let value = line.rsplit(' ').next().unwrap();
         assert!(value.parse::<f64>().is_ok(), "bad sample line: {line}");
     }
@@ -142,7 +166,14 @@ e2e!(health_ready_metrics_openapi, |app| {
     let doc = app.get("/openapi.json", None).json();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
-    for p in ["/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/tenants", "/v1/tenants/{tid}"] {
+    for p in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/v1/tenants",
+        "/v1/tenants/{tid}",
+    ] {
         assert!(paths.contains_key(p), "OpenAPI lacks {p}");
     }
 });

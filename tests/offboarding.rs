@@ -34,10 +34,19 @@ e2e!(offboarding_exports_then_shreds, |app| {
     let r = app.get(&format!("{base}/offboarding/export"), tok);
     assert_eq!(r.problem(409), "offboarding_not_started");
     // Confirm before start: refused.
-    let r = app.post(&format!("{base}/offboarding/confirm"), tok, &json!({"confirm": t.id}));
+    let r = app.post(
+        &format!("{base}/offboarding/confirm"),
+        tok,
+        &json!({"confirm": t.id}),
+    );
     assert_eq!(r.problem(409), "offboarding_not_started");
 
-    let r = app.request(reqwest::Method::POST, &format!("{base}/offboarding"), tok, None);
+    let r = app.request(
+        reqwest::Method::POST,
+        &format!("{base}/offboarding"),
+        tok,
+        None,
+    );
     assert_eq!(r.status, 202, "{}", r.text);
 
     // Frozen: no new data.
@@ -45,7 +54,11 @@ e2e!(offboarding_exports_then_shreds, |app| {
     assert_eq!(r.problem(409), "tenant_offboarding");
 
     // Confirm without the export: refused unless waived.
-    let r = app.post(&format!("{base}/offboarding/confirm"), tok, &json!({"confirm": t.id}));
+    let r = app.post(
+        &format!("{base}/offboarding/confirm"),
+        tok,
+        &json!({"confirm": t.id}),
+    );
     assert_eq!(r.problem(409), "export_not_taken");
 
     let export = app.get(&format!("{base}/offboarding/export"), tok);
@@ -62,12 +75,23 @@ e2e!(offboarding_exports_then_shreds, |app| {
     assert_eq!(first["consents"][0]["purpose"], "marketing_email");
 
     // A platform admin may run offboarding but not download the tenant's data.
-    let r = app.get(&format!("{base}/offboarding/export"), Some(&app.platform_token()));
+    let r = app.get(
+        &format!("{base}/offboarding/export"),
+        Some(&app.platform_token()),
+    );
     assert_eq!(r.problem(403), "forbidden");
 
-    let r = app.post(&format!("{base}/offboarding/confirm"), tok, &json!({"confirm": "nope"}));
+    let r = app.post(
+        &format!("{base}/offboarding/confirm"),
+        tok,
+        &json!({"confirm": "nope"}),
+    );
     assert_eq!(r.problem(400), "confirmation_mismatch");
-    let r = app.post(&format!("{base}/offboarding/confirm"), tok, &json!({"confirm": t.id}));
+    let r = app.post(
+        &format!("{base}/offboarding/confirm"),
+        tok,
+        &json!({"confirm": t.id}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     let cert = r.json();
     assert_eq!(cert["visitors_deleted"], 7);
@@ -86,7 +110,9 @@ e2e!(offboarding_exports_then_shreds, |app| {
     assert_eq!(tenant["status"], "deleted");
     assert_eq!(tenant["keys_destroyed"], true);
     let (_, officer) = app.staff(steward_core::Role::SecurityOfficer);
-    let platform = app.get("/v1/audit/platform?action=tenant.deleted", Some(&officer)).json();
+    let platform = app
+        .get("/v1/audit/platform?action=tenant.deleted", Some(&officer))
+        .json();
     let items = platform["items"].as_array().unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["detail"], hash.as_str());

@@ -82,7 +82,9 @@ fn erase_events(app: &TestApp, tid: &str, vid: &str) -> Vec<(String, Option<Stri
         steward_store::DbConnection::Postgres(c) => diesel::sql_query(&sql).load(c),
     }
     .unwrap();
-    rows.into_iter().map(|r| (r.actor_kind, r.purpose)).collect()
+    rows.into_iter()
+        .map(|r| (r.actor_kind, r.purpose))
+        .collect()
 }
 
 e2e!(retention_purges_inactive_visitors_except_held_ones, |app| {

@@ -201,8 +201,7 @@ macro_rules! raw_load {
 fn sql_token(s: &str) -> &str {
     assert!(
         !s.is_empty()
-            && s
-                .chars()
+            && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.'),
         "not a token: {s}"
     );
@@ -339,7 +338,10 @@ fn assert_no_plaintext(app: &TestApp, canaries: &[&str], step: &str) {
             }
         }
     }
-    assert!(scanned > 50, "sanity: the tables were read ({scanned} values)");
+    assert!(
+        scanned > 50,
+        "sanity: the tables were read ({scanned} values)"
+    );
 }
 
 /// The JSON text of a response must not hold any of `canaries` (any ASCII case).
@@ -722,7 +724,11 @@ e2e!(tenants_never_see_each_others_visitors, |app| {
         put_consent(&app, &b.id, &ta, &vb, "marketing_email", "withdrawn"),
         lookup_email(&app, &b.id, &ta, &email),
         app.get(&format!("{}?include=pii", visitors_path(&b.id)), Some(&ta)),
-        app.post(&visitors_path(&b.id), Some(&ta), &json!({ "name": "Planted" })),
+        app.post(
+            &visitors_path(&b.id),
+            Some(&ta),
+            &json!({ "name": "Planted" }),
+        ),
         app.post(
             &format!("{}:batch", visitors_path(&b.id)),
             Some(&ta),
@@ -759,8 +765,18 @@ e2e!(tenants_never_see_each_others_visitors, |app| {
         )
     );
     assert_eq!(rows.len(), 2);
-    let ia = rows.iter().find(|r| r.id == va).unwrap().email_index.clone();
-    let ib = rows.iter().find(|r| r.id == vb).unwrap().email_index.clone();
+    let ia = rows
+        .iter()
+        .find(|r| r.id == va)
+        .unwrap()
+        .email_index
+        .clone();
+    let ib = rows
+        .iter()
+        .find(|r| r.id == vb)
+        .unwrap()
+        .email_index
+        .clone();
     let (ia, ib) = (ia.expect("A has an index"), ib.expect("B has an index"));
     assert_eq!(ia.len(), 32);
     assert_ne!(ia, ib, "the same e-mail indexes differently per tenant");
@@ -781,9 +797,8 @@ e2e!(invalid_visitors_are_refused_and_change_nothing, |app| {
     ));
     assert_eq!(list_all_ids(&app, &t.id, &token).len(), 1);
 
-    let address = |country: &str| {
-        json!({ "line1": "1 Main St", "city": "Springfield", "country": country })
-    };
+    let address =
+        |country: &str| json!({ "line1": "1 Main St", "city": "Springfield", "country": country });
     let big: String = "x".repeat(17 * 1024);
     let cases: Vec<(&str, Value, &str)> = vec![
         (
@@ -880,14 +895,18 @@ e2e!(idempotency_key_makes_retries_safe, |app| {
     let t = app.new_tenant("Retry shop");
     let (_, token) = member(&app, &t);
     let key = format!("order-{}", unique());
-    let body = json!({ "name": "Rita Retry", "email": "rita@example.com", "external_ref": "crm-7" });
+    let body =
+        json!({ "name": "Rita Retry", "email": "rita@example.com", "external_ref": "crm-7" });
 
     let first = create_with_key(&app, &t.id, &token, &key, &body);
     assert_eq!(first.status, 201, "{}", first.text);
     assert_eq!(first.header("Idempotent-Replayed"), None);
     let second = create_with_key(&app, &t.id, &token, &key, &body);
     assert_eq!(second.status, 201, "{}", second.text);
-    assert_eq!(second.header("Idempotent-Replayed").as_deref(), Some("true"));
+    assert_eq!(
+        second.header("Idempotent-Replayed").as_deref(),
+        Some("true")
+    );
     let (v1, v2) = (first.json(), second.json());
     assert_eq!(id_of(&v1), id_of(&v2), "the same visitor");
     assert_eq!(v2["name"], "Rita Retry");
@@ -896,7 +915,8 @@ e2e!(idempotency_key_makes_retries_safe, |app| {
     assert_eq!(visitor_rows(&app, &t.id), 1);
 
     // The same key with another body is a conflict and creates nothing.
-    let other = json!({ "name": "Rita Retry", "email": "rita.other@example.com", "external_ref": "crm-7" });
+    let other =
+        json!({ "name": "Rita Retry", "email": "rita.other@example.com", "external_ref": "crm-7" });
     let r = create_with_key(&app, &t.id, &token, &key, &other);
     assert_eq!(r.problem(409), "idempotency_key_reused");
     assert_eq!(visitor_rows(&app, &t.id), 1);
@@ -1169,7 +1189,13 @@ e2e!(legal_hold_blocks_erasure_until_lifted, |app| {
     );
     assert_eq!(r.problem(403), "forbidden");
     // A hold needs a reason.
-    let r = put_hold(&app, &t.id, &t.admin_token, &vid, &json!({ "active": true }));
+    let r = put_hold(
+        &app,
+        &t.id,
+        &t.admin_token,
+        &vid,
+        &json!({ "active": true }),
+    );
     assert_eq!(r.problem(400), "invalid_reason");
     let r = put_hold(
         &app,
@@ -1208,7 +1234,13 @@ e2e!(legal_hold_blocks_erasure_until_lifted, |app| {
     assert_eq!(erase(&app, &t.id, &token, &vid).problem(409), "legal_hold");
 
     // Lifted: erasure goes through.
-    let r = put_hold(&app, &t.id, &t.admin_token, &vid, &json!({ "active": false }));
+    let r = put_hold(
+        &app,
+        &t.id,
+        &t.admin_token,
+        &vid,
+        &json!({ "active": false }),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["legal_hold"], false);
     let r = erase(&app, &t.id, &token, &vid);
@@ -1309,7 +1341,10 @@ e2e!(every_disclosed_record_is_audited_once, |app| {
     assert!(r.json()["items"][0].get("name").is_none());
     assert_eq!(count_events(&app, &t.id, &DISCLOSURES), 8);
     // Only `pii` may be included.
-    let r = app.get(&format!("{}?include=all", visitors_path(&t.id)), Some(&token));
+    let r = app.get(
+        &format!("{}?include=all", visitors_path(&t.id)),
+        Some(&token),
+    );
     assert_eq!(r.problem(400), "invalid_include");
     assert_eq!(count_events(&app, &t.id, &DISCLOSURES), 8);
 });
@@ -1349,7 +1384,11 @@ e2e!(destroyed_keys_answer_gone, |app| {
         get(&app, &t.id, &token, &vid).problem(410),
         "tenant_keys_destroyed"
     );
-    let r = app.post(&visitors_path(&t.id), Some(&token), &json!({ "name": "New" }));
+    let r = app.post(
+        &visitors_path(&t.id),
+        Some(&token),
+        &json!({ "name": "New" }),
+    );
     assert_eq!(r.problem(410), "tenant_keys_destroyed");
     assert_eq!(
         lookup_email(&app, &t.id, &token, "gina@example.com").problem(410),
@@ -1360,8 +1399,11 @@ e2e!(destroyed_keys_answer_gone, |app| {
         "tenant_keys_destroyed"
     );
     assert_eq!(
-        app.get(&format!("{}?include=pii", visitors_path(&t.id)), Some(&token))
-            .problem(410),
+        app.get(
+            &format!("{}?include=pii", visitors_path(&t.id)),
+            Some(&token)
+        )
+        .problem(410),
         "tenant_keys_destroyed"
     );
     assert_eq!(
@@ -1410,7 +1452,10 @@ e2e!(rotation_reencrypts_every_visitor, |app| {
     assert_eq!(r.status, 200, "{}", r.text);
     let rotated = r.json();
     assert_eq!(rotated["version"], 2);
-    let job_id = rotated["reencryption_job"]["id"].as_str().unwrap().to_string();
+    let job_id = rotated["reencryption_job"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let job = app.wait_for_job(&t.id, &t.admin_token, &job_id);
     assert_eq!(job["status"], "done", "{job}");
     assert_eq!(job["done"], 30, "{job}");
@@ -1439,7 +1484,14 @@ e2e!(rotation_reencrypts_every_visitor, |app| {
         assert_eq!(r.status, 200, "{}", r.text);
         let v = r.json();
         assert_eq!(v["key_version"], 2);
-        for f in ["name", "email", "phone", "address", "attributes", "external_ref"] {
+        for f in [
+            "name",
+            "email",
+            "phone",
+            "address",
+            "attributes",
+            "external_ref",
+        ] {
             assert_eq!(v[f], original[f], "{vid} {f}");
         }
         // Still found through the blind index (the index key does not rotate).

@@ -28,7 +28,9 @@ fn read_password() -> Result<Zeroizing<String>, CliError> {
     } else {
         let mut line = Zeroizing::new(String::new());
         std::io::stdin().lock().read_line(&mut line)?;
-        Ok(Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_string()))
+        Ok(Zeroizing::new(
+            line.trim_end_matches(['\r', '\n']).to_string(),
+        ))
     }
 }
 

@@ -39,7 +39,8 @@ fn verify(args: AuditVerifyArgs) -> Result<(), CliError> {
         let c2 = chain.clone();
         let total = store.read_blocking(move |c| steward_audit::chain_len(c, &c2))?;
         let bar = ProgressBar::new(u64::try_from(total).unwrap_or(0));
-        if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec})") {
+        if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec})")
+        {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.set_message(chain.clone());
@@ -67,14 +68,18 @@ fn verify(args: AuditVerifyArgs) -> Result<(), CliError> {
             broken += 1;
             println!(
                 "{chain}: BROKEN at seq {} ({}) after {} good events",
-                report.first_bad_seq.map_or("?".to_string(), |s| s.to_string()),
+                report
+                    .first_bad_seq
+                    .map_or("?".to_string(), |s| s.to_string()),
                 report.reason.unwrap_or("unknown"),
                 report.checked
             );
         }
     }
     if broken > 0 {
-        return Err(CliError::Failed(format!("{broken} chain(s) failed verification")));
+        return Err(CliError::Failed(format!(
+            "{broken} chain(s) failed verification"
+        )));
     }
     Ok(())
 }

@@ -62,7 +62,10 @@ fn rotate_master(args: StorageArgs) -> Result<(), CliError> {
         })?;
         LocalKek::from_base64(&b64).map_err(|e| CliError::Usage(format!("new master key: {e}")))?
     } else if next_file.exists() {
-        eprintln!("resuming the unfinished rotation in {}", next_file.display());
+        eprintln!(
+            "resuming the unfinished rotation in {}",
+            next_file.display()
+        );
         LocalKek::from_file(&next_file).map_err(|e| CliError::Usage(e.to_string()))?
     } else {
         let new = LocalKek::generate().map_err(|e| CliError::Usage(e.to_string()))?;
@@ -72,7 +75,9 @@ fn rotate_master(args: StorageArgs) -> Result<(), CliError> {
     };
     let new_id = new.kek_id();
     if new_id == old_id {
-        return Err(CliError::Usage("the new master key equals the old one".into()));
+        return Err(CliError::Usage(
+            "the new master key equals the old one".into(),
+        ));
     }
     let provider: Arc<dyn KekProvider> = Arc::new(new.with_previous(old.kek));
     let store = open_store(&config)?;
@@ -81,7 +86,10 @@ fn rotate_master(args: StorageArgs) -> Result<(), CliError> {
         let id = new_id.clone();
         store.read_blocking(move |c| keys::count_not_under(c, &id))?
     };
-    let bar = progress_bar(u64::try_from(pending).unwrap_or(0), "re-wrapping tenant keys");
+    let bar = progress_bar(
+        u64::try_from(pending).unwrap_or(0),
+        "re-wrapping tenant keys",
+    );
     loop {
         let id = new_id.clone();
         let batch = store.read_blocking(move |c| keys::rows_not_under(c, &id, 200))?;

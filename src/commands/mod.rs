@@ -2,9 +2,9 @@
 
 mod admin;
 mod audit;
-mod retention;
 mod keys;
 mod migrate;
+mod retention;
 mod serve;
 
 use steward_api::Config;

@@ -40,11 +40,7 @@ impl ApiError {
                 p.errors = Some(items.clone());
                 p
             }
-            Error::NotFound => Problem::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such resource",
-            ),
+            Error::NotFound => Problem::new(StatusCode::NOT_FOUND, "not_found", "no such resource"),
             Error::Unauthenticated { detail } => {
                 Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", *detail)
             }

@@ -4,7 +4,9 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{api_keys, audit, auth, health, keys, offboarding, retention, tenants, users, visitors};
+use crate::routes::{
+    api_keys, audit, auth, health, keys, offboarding, retention, tenants, users, visitors,
+};
 
 #[derive(OpenApi)]
 #[openapi(

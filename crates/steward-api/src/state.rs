@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use steward_audit::CheckpointSigner;
 use steward_core::{Clock, SystemClock};
 use steward_identity::{
     signing, LoginRateLimiter, LoginService, PasswordHasher, RateLimitConfig, TokenIssuer,
@@ -11,7 +12,6 @@ use steward_store::jobs::{JobHandler, JobRunner};
 use steward_store::keys::KeyService;
 use steward_store::pool::PoolOptions;
 use steward_store::reencrypt::{ReencryptJob, ReencryptTarget};
-use steward_audit::CheckpointSigner;
 use steward_store::{platform_keys, Store};
 use steward_visitors::reencrypt::VisitorReencryption;
 use steward_visitors::retention::RetentionJob;
@@ -101,14 +101,21 @@ impl AppState {
             ids.extend(steward_store::platform_keys::kek_ids_in_use(c)?);
             Ok(ids)
         })?;
-        let unknown: Vec<String> = in_use.into_iter().filter(|id| !known.contains(id)).collect();
+        let unknown: Vec<String> = in_use
+            .into_iter()
+            .filter(|id| !known.contains(id))
+            .collect();
         if !unknown.is_empty() {
             return Err(StartupError::WrongMasterKey { unknown });
         }
         let kek: Arc<dyn KekProvider> = Arc::new(loaded.kek);
         let keys = KeyService::new(kek, KEY_CACHE_CAPACITY);
         let visitors = VisitorService::new(store.clone(), keys.clone(), clock.clone());
-        let checkpoints = Arc::new(load_checkpoint_signer(&store, keys.kek_arc(), clock.as_ref())?);
+        let checkpoints = Arc::new(load_checkpoint_signer(
+            &store,
+            keys.kek_arc(),
+            clock.as_ref(),
+        )?);
         let jobs = JobRunner::new(store.clone(), clock.clone(), job_handlers(&keys, &clock));
         let tokens = Arc::new(signing::load_or_create_issuer(
             &store,
@@ -164,7 +171,15 @@ fn load_checkpoint_signer(
         let now = clock.now().naive_utc();
         let k = kek.clone();
         store.write_blocking(move |c| {
-            platform_keys::insert(c, k.as_ref(), &id, CHECKPOINT_KEY_PURPOSE, &pkcs8, &public, now)
+            platform_keys::insert(
+                c,
+                k.as_ref(),
+                &id,
+                CHECKPOINT_KEY_PURPOSE,
+                &pkcs8,
+                &public,
+                now,
+            )
         })?;
         rows = store.read_blocking(|c| platform_keys::list(c, CHECKPOINT_KEY_PURPOSE))?;
     }

@@ -9,10 +9,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// Input that cannot be accepted; nothing was changed.
     #[error("{detail}")]
-    Invalid {
-        code: &'static str,
-        detail: String,
-    },
+    Invalid { code: &'static str, detail: String },
     /// Several items of a batch are invalid; nothing was changed.
     #[error("{detail}")]
     InvalidItems {
@@ -30,21 +27,12 @@ pub enum Error {
     /// Refused for a reason other than a missing permission (a grant out of scope, an
     /// objection on file); `code` says which.
     #[error("{detail}")]
-    Denied {
-        code: &'static str,
-        detail: String,
-    },
+    Denied { code: &'static str, detail: String },
     #[error("{detail}")]
-    Conflict {
-        code: &'static str,
-        detail: String,
-    },
+    Conflict { code: &'static str, detail: String },
     /// The tenant's keys were destroyed: its data is gone for good.
     #[error("{detail}")]
-    Gone {
-        code: &'static str,
-        detail: String,
-    },
+    Gone { code: &'static str, detail: String },
     #[error("too many attempts")]
     RateLimited { retry_after_secs: u64 },
     /// The database or the committer cannot take work right now.
@@ -108,9 +96,10 @@ impl From<diesel::result::Error> for Error {
         use diesel::result::{DatabaseErrorKind, Error as D};
         match e {
             D::NotFound => Error::NotFound,
-            D::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
-                Error::conflict("already_exists", "a resource with these values already exists")
-            }
+            D::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => Error::conflict(
+                "already_exists",
+                "a resource with these values already exists",
+            ),
             D::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => Error::Unavailable,
             other => Error::internal(other),
         }

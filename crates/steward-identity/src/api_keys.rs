@@ -50,9 +50,12 @@ pub fn parse_scopes(requested: &[String]) -> Result<Vec<Permission>> {
     }
     let mut out = Vec::new();
     for s in requested {
-        let p: Permission = s
-            .parse()
-            .map_err(|_| Error::invalid("invalid_scopes", format!("unknown scope `{}`", s.chars().take(64).collect::<String>())))?;
+        let p: Permission = s.parse().map_err(|_| {
+            Error::invalid(
+                "invalid_scopes",
+                format!("unknown scope `{}`", s.chars().take(64).collect::<String>()),
+            )
+        })?;
         if !p.grantable_to_api_key() {
             return Err(Error::invalid(
                 "invalid_scopes",
@@ -104,7 +107,11 @@ pub fn create(
     Ok(CreatedApiKey { row, secret })
 }
 
-pub fn list(conn: &mut DbConnection, tenant_id: &str, page: &PageRequest) -> Result<Page<ApiKeyRow>> {
+pub fn list(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    page: &PageRequest,
+) -> Result<Page<ApiKeyRow>> {
     let mut q = api_keys::table
         .filter(api_keys::tenant_id.eq(tenant_id))
         .select(ApiKeyRow::as_select())
@@ -117,7 +124,12 @@ pub fn list(conn: &mut DbConnection, tenant_id: &str, page: &PageRequest) -> Res
     Ok(Page::from_rows(q.load(conn)?, page, |k| k.id.clone()))
 }
 
-pub fn revoke(conn: &mut DbConnection, tenant_id: &str, id: &str, now: NaiveDateTime) -> Result<ApiKeyRow> {
+pub fn revoke(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    id: &str,
+    now: NaiveDateTime,
+) -> Result<ApiKeyRow> {
     let n = diesel::update(
         api_keys::table
             .find(id)
@@ -135,7 +147,11 @@ pub fn revoke(conn: &mut DbConnection, tenant_id: &str, id: &str, now: NaiveDate
 }
 
 /// The principal a presented secret stands for, if it is a live key.
-pub fn authenticate(conn: &mut DbConnection, secret: &str, now: NaiveDateTime) -> Result<Principal> {
+pub fn authenticate(
+    conn: &mut DbConnection,
+    secret: &str,
+    now: NaiveDateTime,
+) -> Result<Principal> {
     let invalid = || Error::Unauthenticated {
         detail: "invalid, expired or revoked API key",
     };
@@ -164,7 +180,11 @@ pub fn authenticate(conn: &mut DbConnection, secret: &str, now: NaiveDateTime) -
 }
 
 /// Revokes every live key of a tenant (offboarding).
-pub fn revoke_all_for_tenant(conn: &mut DbConnection, tenant_id: &str, now: NaiveDateTime) -> Result<usize> {
+pub fn revoke_all_for_tenant(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    now: NaiveDateTime,
+) -> Result<usize> {
     Ok(diesel::update(
         api_keys::table
             .filter(api_keys::tenant_id.eq(tenant_id))

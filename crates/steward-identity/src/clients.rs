@@ -24,7 +24,11 @@ pub struct CreatedClient {
     pub secret: Secret,
 }
 
-pub fn create(conn: &mut DbConnection, subprocessor_id: &str, now: NaiveDateTime) -> Result<CreatedClient> {
+pub fn create(
+    conn: &mut DbConnection,
+    subprocessor_id: &str,
+    now: NaiveDateTime,
+) -> Result<CreatedClient> {
     let secret = generate_client_secret()?;
     let row = ClientRow {
         id: Id::Client.generate(),
@@ -74,7 +78,11 @@ pub fn get_active(conn: &mut DbConnection, client_id: &str) -> Result<ClientRow>
         })
 }
 
-pub fn revoke_all_for(conn: &mut DbConnection, subprocessor_id: &str, now: NaiveDateTime) -> Result<usize> {
+pub fn revoke_all_for(
+    conn: &mut DbConnection,
+    subprocessor_id: &str,
+    now: NaiveDateTime,
+) -> Result<usize> {
     Ok(diesel::update(
         clients::table
             .filter(clients::subprocessor_id.eq(subprocessor_id))

@@ -48,8 +48,8 @@ impl LoginService {
         self.limiter.check(&account_key, &address_key)?;
         let scope = tenant_id.map(str::to_string);
         let lookup = email.clone();
-        let candidates =
-            store.read_blocking(move |c| users::find_active_by_email(c, &lookup, scope.as_deref()))?;
+        let candidates = store
+            .read_blocking(move |c| users::find_active_by_email(c, &lookup, scope.as_deref()))?;
         if candidates.is_empty() {
             self.hasher.verify_dummy(password);
         }

@@ -138,10 +138,9 @@ pub fn insert(conn: &mut DbConnection, row: &UserRow) -> Result<()> {
         .values(row)
         .execute(conn)
         .map_err(|e| match Error::from(e) {
-            Error::Conflict { .. } => Error::conflict(
-                "email_taken",
-                "a user with this e-mail already exists here",
-            ),
+            Error::Conflict { .. } => {
+                Error::conflict("email_taken", "a user with this e-mail already exists here")
+            }
             other => other,
         })?;
     Ok(())
@@ -241,21 +240,12 @@ pub fn count_active_with_role(conn: &mut DbConnection, role: Role) -> Result<i64
         .get_result(conn)?)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn emails() {
-        assert_eq!(normalize_email(" Ann@Example.COM ").ok().as_deref(), Some("ann@example.com"));
-        for bad in ["", "ann", "ann@", "@x.com", "a b@x.com", "ann@x", "a@b@c.com"] {
-            assert!(normalize_email(bad).is_err(), "{bad}");
-        }
-    }
-}
-
 /// Disables every user of a tenant (offboarding).
-pub fn disable_all_for_tenant(conn: &mut DbConnection, tenant_id: &str, now: NaiveDateTime) -> Result<usize> {
+pub fn disable_all_for_tenant(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    now: NaiveDateTime,
+) -> Result<usize> {
     Ok(diesel::update(
         users::table
             .filter(users::email_scope.eq(tenant_id))
@@ -267,4 +257,28 @@ pub fn disable_all_for_tenant(conn: &mut DbConnection, tenant_id: &str, now: Nai
         users::updated_at.eq(now),
     ))
     .execute(conn)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        assert_eq!(
+            normalize_email(" Ann@Example.COM ").ok().as_deref(),
+            Some("ann@example.com")
+        );
+        for bad in [
+            "",
+            "ann",
+            "ann@",
+            "@x.com",
+            "a b@x.com",
+            "ann@x",
+            "a@b@c.com",
+        ] {
+            assert!(normalize_email(bad).is_err(), "{bad}");
+        }
+    }
 }

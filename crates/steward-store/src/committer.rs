@@ -56,7 +56,9 @@ where
     fn finish(self: Box<Self>, committed: bool) {
         let result = match self.outcome {
             Some(Ok(value)) if committed => Ok(value),
-            Some(Ok(_)) => Err(Error::internal_msg("the batch holding this write failed to commit")),
+            Some(Ok(_)) => Err(Error::internal_msg(
+                "the batch holding this write failed to commit",
+            )),
             Some(Err(e)) => Err(e),
             None => Err(Error::internal_msg("unit of work did not run")),
         };

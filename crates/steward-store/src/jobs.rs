@@ -68,7 +68,9 @@ pub fn enqueue(
         created_at: now,
         updated_at: now,
     };
-    diesel::insert_into(jobs::table).values(&row).execute(conn)?;
+    diesel::insert_into(jobs::table)
+        .values(&row)
+        .execute(conn)?;
     Ok(row)
 }
 
@@ -162,7 +164,11 @@ impl JobRunner {
                     Ok(_) => {}
                     Err(e) => tracing::error!(error = %e, "job worker step failed"),
                 }
-                let mut pending = runner.wake.pending.lock().unwrap_or_else(|p| p.into_inner());
+                let mut pending = runner
+                    .wake
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
                 if !*pending {
                     pending = runner
                         .wake

@@ -211,7 +211,11 @@ pub fn data_key_versions(conn: &mut DbConnection, tenant_id: &str) -> Result<Vec
 
 /// Every wrapped key not yet under `kek`'s current KEK (for `keys rotate-master`), in a
 /// stable order so the walk is resumable.
-pub fn rows_not_under(conn: &mut DbConnection, kek_id: &str, limit: i64) -> Result<Vec<TenantKeyRow>> {
+pub fn rows_not_under(
+    conn: &mut DbConnection,
+    kek_id: &str,
+    limit: i64,
+) -> Result<Vec<TenantKeyRow>> {
     Ok(tenant_keys::table
         .filter(tenant_keys::kek_id.ne(kek_id))
         .select(TenantKeyRow::as_select())
@@ -237,7 +241,11 @@ pub fn count_not_under(conn: &mut DbConnection, kek_id: &str) -> Result<i64> {
 
 /// Re-wraps one key row under the provider's current KEK. The AAD is rebuilt from the row, so
 /// a row whose tenant, purpose or version was altered fails to unwrap.
-pub fn rewrap_row(conn: &mut DbConnection, kek: &dyn KekProvider, row: &TenantKeyRow) -> Result<()> {
+pub fn rewrap_row(
+    conn: &mut DbConnection,
+    kek: &dyn KekProvider,
+    row: &TenantKeyRow,
+) -> Result<()> {
     let purpose: KeyPurpose = row
         .purpose
         .parse()

@@ -98,7 +98,12 @@ pub fn open(kek: &dyn KekProvider, row: &PlatformKeyRow) -> Result<Zeroizing<Vec
     let (owner, rid) = context(&format!("platform:{}", row.id), &row.id);
     let ring = sealer(&row.id, key)?;
     ring.open(
-        &SealContext::new(&owner, RecordKind::Other("platform_key"), &rid, &row.purpose),
+        &SealContext::new(
+            &owner,
+            RecordKind::Other("platform_key"),
+            &rid,
+            &row.purpose,
+        ),
         &row.sealed_secret,
     )
     .map_err(key_error)

@@ -79,37 +79,38 @@ impl JobHandler for ReencryptJob {
         let keys = self.keys.clone();
         let targets = self.targets.clone();
         let first_step = job.total.is_none();
-        store.write_blocking(move |conn| {
-            // Always the newest keyring: a rotation may have happened in another process.
-            let keyring = keys.reload(conn, &tenant_id)?;
-            let total = if first_step {
-                let mut t = 0;
-                for target in &targets {
-                    t += target.count(conn, &tenant_id)?;
-                }
-                Some(t)
-            } else {
-                None
-            };
-            let (processed, last) =
-                target.reencrypt_batch(conn, &keyring, after.as_deref(), BATCH)?;
-            let (cursor, finished) = match last {
-                Some(last) if processed >= BATCH => (format!("{index}:{last}"), false),
-                _ => (format!("{}:", index + 1), index + 1 >= targets.len()),
-            };
-            Ok(Step {
-                cursor: Some(cursor),
-                processed,
-                total,
-                finished,
+        store
+            .write_blocking(move |conn| {
+                // Always the newest keyring: a rotation may have happened in another process.
+                let keyring = keys.reload(conn, &tenant_id)?;
+                let total = if first_step {
+                    let mut t = 0;
+                    for target in &targets {
+                        t += target.count(conn, &tenant_id)?;
+                    }
+                    Some(t)
+                } else {
+                    None
+                };
+                let (processed, last) =
+                    target.reencrypt_batch(conn, &keyring, after.as_deref(), BATCH)?;
+                let (cursor, finished) = match last {
+                    Some(last) if processed >= BATCH => (format!("{index}:{last}"), false),
+                    _ => (format!("{}:", index + 1), index + 1 >= targets.len()),
+                };
+                Ok(Step {
+                    cursor: Some(cursor),
+                    processed,
+                    total,
+                    finished,
+                })
             })
-        })
-        .map(|mut s| {
-            if s.total.is_none() {
-                s.total = job.total;
-            }
-            s
-        })
+            .map(|mut s| {
+                if s.total.is_none() {
+                    s.total = job.total;
+                }
+                s
+            })
     }
 }
 

@@ -42,7 +42,6 @@ diesel::table! {
 
 diesel::joinable!(tenant_keys -> tenants (tenant_id));
 
-
 diesel::table! {
     platform_keys (id) {
         id -> Text,

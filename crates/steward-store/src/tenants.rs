@@ -97,7 +97,10 @@ pub fn set_status(
     now: NaiveDateTime,
 ) -> Result<()> {
     let n = diesel::update(tenants::table.find(id))
-        .set((tenants::status.eq(status.as_str()), tenants::updated_at.eq(now)))
+        .set((
+            tenants::status.eq(status.as_str()),
+            tenants::updated_at.eq(now),
+        ))
         .execute(conn)?;
     if n == 0 {
         return Err(Error::NotFound);
@@ -112,7 +115,10 @@ pub fn set_retention_days(
     now: NaiveDateTime,
 ) -> Result<()> {
     let n = diesel::update(tenants::table.find(id))
-        .set((tenants::retention_days.eq(days), tenants::updated_at.eq(now)))
+        .set((
+            tenants::retention_days.eq(days),
+            tenants::updated_at.eq(now),
+        ))
         .execute(conn)?;
     if n == 0 {
         return Err(Error::NotFound);

@@ -13,7 +13,9 @@ pub enum DatabaseUrl {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UrlError {
-    #[error("unsupported database URL scheme `{0}` (use sqlite://PATH, a plain path, or postgres://…)")]
+    #[error(
+        "unsupported database URL scheme `{0}` (use sqlite://PATH, a plain path, or postgres://…)"
+    )]
     UnknownScheme(String),
     #[error("empty database URL")]
     Empty,
@@ -97,7 +99,8 @@ mod tests {
 
     #[test]
     fn display_hides_password() {
-        let u = DatabaseUrl::parse("postgres://u:secret@h:5432/db").unwrap_or_else(|_| unreachable!());
+        let u =
+            DatabaseUrl::parse("postgres://u:secret@h:5432/db").unwrap_or_else(|_| unreachable!());
         assert!(!u.to_string().contains("secret"));
     }
 }

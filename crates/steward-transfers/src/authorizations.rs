@@ -227,8 +227,7 @@ pub fn create(
         .select(AuthorizationRow::as_select())
         .load(conn)?;
     if let Some(clash) = live.iter().find(|a| {
-        a.state(now) == AuthorizationState::Active
-            && purposes.iter().any(|p| a.allows_purpose(p))
+        a.state(now) == AuthorizationState::Active && purposes.iter().any(|p| a.allows_purpose(p))
     }) {
         return Err(Error::conflict(
             "authorization_exists",

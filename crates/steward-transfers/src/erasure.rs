@@ -141,7 +141,13 @@ fn raise(
         raised += 1;
     }
     if raised > 0 {
-        tracing::info!(tenant_id, visitor_id, reason, raised, "erasure notices raised");
+        tracing::info!(
+            tenant_id,
+            visitor_id,
+            reason,
+            raised,
+            "erasure notices raised"
+        );
     }
     Ok(raised)
 }
@@ -157,7 +163,15 @@ pub fn raise_for_erasure(
         .into_iter()
         .map(|r| r.subprocessor_id)
         .collect();
-    raise(conn, tenant_id, visitor_id, &subs, REASON_ERASURE, None, now)
+    raise(
+        conn,
+        tenant_id,
+        visitor_id,
+        &subs,
+        REASON_ERASURE,
+        None,
+        now,
+    )
 }
 
 /// Notices of a consent withdrawal to every subprocessor that received the visitor's data and

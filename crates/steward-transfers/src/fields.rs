@@ -32,8 +32,7 @@ const MAX_INTERNED: usize = 4096;
 
 fn is_attribute_key(k: &str) -> bool {
     (1..=64).contains(&k.len())
-        && k
-            .chars()
+        && k.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
@@ -72,11 +71,7 @@ pub fn normalize(fields: &[String]) -> Result<Vec<String>> {
         }
         out.push(f.to_string());
     }
-    let wholes: HashSet<String> = out
-        .iter()
-        .filter(|f| !f.contains('.'))
-        .cloned()
-        .collect();
+    let wholes: HashSet<String> = out.iter().filter(|f| !f.contains('.')).cloned().collect();
     out.retain(|f| !f.contains('.') || !wholes.contains(top_level(f)));
     out.sort_unstable();
     out.dedup();
@@ -94,7 +89,11 @@ pub fn to_open(fields: &[String]) -> Vec<&'static str> {
 
 /// A field name with a `'static` lifetime (what `Disclosure::fields` holds).
 pub fn static_name(f: &str) -> &'static str {
-    if let Some(n) = PII_FIELDS.iter().chain(ADDRESS_FIELDS.iter()).find(|n| **n == f) {
+    if let Some(n) = PII_FIELDS
+        .iter()
+        .chain(ADDRESS_FIELDS.iter())
+        .find(|n| **n == f)
+    {
         return n;
     }
     static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
@@ -268,7 +267,10 @@ mod tests {
         assert!(!p.value.contains_key("phone"));
         assert!(!p.value.contains_key("email"));
         assert_eq!(p.value["address"]["city"], "London");
-        assert_eq!(to_open(&s(&["address.country", "attributes.tier"])), vec!["address", "attributes"]);
+        assert_eq!(
+            to_open(&s(&["address.country", "attributes.tier"])),
+            vec!["address", "attributes"]
+        );
     }
 
     #[test]

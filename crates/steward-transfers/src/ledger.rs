@@ -123,7 +123,13 @@ pub(crate) fn record(
     diesel::insert_into(transfers::table)
         .values(row)
         .execute(conn)?;
-    upsert_recipients(conn, &row.tenant_id, &row.subprocessor_id, sent, micros(row.occurred_at))
+    upsert_recipients(
+        conn,
+        &row.tenant_id,
+        &row.subprocessor_id,
+        sent,
+        micros(row.occurred_at),
+    )
 }
 
 /// Select-then-update/insert (no ON CONFLICT through the MultiConnection), batched: one
@@ -203,7 +209,12 @@ fn upsert_recipients(
 
 /// `LIKE` pattern matching one id inside a comma-separated list (`_` escaped).
 fn contains_pattern(id: &str) -> String {
-    format!("%{}%", id.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
+    format!(
+        "%{}%",
+        id.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    )
 }
 
 fn lists(visitor_ids: &str, visitor_id: &str) -> bool {
@@ -256,7 +267,11 @@ pub fn list(
         q = q
             .filter(transfers::subprocessor_id.eq_any(subs))
             .filter(transfers::occurred_at.ge(first))
-            .filter(transfers::visitor_ids.like(contains_pattern(vid)).escape('\\'));
+            .filter(
+                transfers::visitor_ids
+                    .like(contains_pattern(vid))
+                    .escape('\\'),
+            );
     }
     let mut rows = q.load(conn)?;
     if let Some(vid) = &filter.visitor_id {
@@ -308,7 +323,11 @@ pub fn recipients_for(
             .filter(transfers::subprocessor_id.eq(&r.subprocessor_id))
             .filter(transfers::occurred_at.ge(r.first_at))
             .filter(transfers::occurred_at.le(r.last_at))
-            .filter(transfers::visitor_ids.like(contains_pattern(visitor_id)).escape('\\'))
+            .filter(
+                transfers::visitor_ids
+                    .like(contains_pattern(visitor_id))
+                    .escape('\\'),
+            )
             .select(TransferRow::as_select())
             .order(transfers::id.asc())
             .limit(MAX_TRANSFERS_PER_RECIPIENT)

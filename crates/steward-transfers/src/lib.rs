@@ -36,10 +36,9 @@ use steward_store::DbConnection;
 /// data and stay.
 pub fn delete_tenant(conn: &mut DbConnection, tenant_id: &str) -> Result<usize> {
     use schema::{erasure_notices, subprocessor_authorizations, transfer_recipients, transfers};
-    let mut n = diesel::delete(
-        erasure_notices::table.filter(erasure_notices::tenant_id.eq(tenant_id)),
-    )
-    .execute(conn)?;
+    let mut n =
+        diesel::delete(erasure_notices::table.filter(erasure_notices::tenant_id.eq(tenant_id)))
+            .execute(conn)?;
     n += diesel::delete(
         transfer_recipients::table.filter(transfer_recipients::tenant_id.eq(tenant_id)),
     )

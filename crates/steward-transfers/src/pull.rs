@@ -58,8 +58,7 @@ fn not_authorized() -> Error {
 
 fn is_token(s: &str) -> bool {
     (1..=128).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
@@ -308,7 +307,10 @@ pub async fn pull_page(
                 updated_since,
                 page.fetch_limit(),
             )?;
-            let Page { items: rows, next_cursor } = Page::from_rows(rows, &page, |r| r.id.clone());
+            let Page {
+                items: rows,
+                next_cursor,
+            } = Page::from_rows(rows, &page, |r| r.id.clone());
             let withdrawn = match &auth.require_consent {
                 Some(c) => {
                     let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();

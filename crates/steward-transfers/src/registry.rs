@@ -403,13 +403,22 @@ mod tests {
         n.contact = "https://shipfast.example/privacy".into();
         assert!(n.validate().is_ok());
         for (f, code) in [
-            ((|n: &mut NewSubprocessor| n.country = "XX".into()) as fn(&mut NewSubprocessor), "invalid_country"),
+            (
+                (|n: &mut NewSubprocessor| n.country = "XX".into()) as fn(&mut NewSubprocessor),
+                "invalid_country",
+            ),
             (|n| n.country = "de".into(), "invalid_country"),
             (|n| n.contact = "not a contact".into(), "invalid_contact"),
             (|n| n.contact = "ftp://x.example".into(), "invalid_contact"),
-            (|n| n.transfer_mechanism = "trust_me".into(), "invalid_transfer_mechanism"),
+            (
+                |n| n.transfer_mechanism = "trust_me".into(),
+                "invalid_transfer_mechanism",
+            ),
             (|n| n.name = "  ".into(), "invalid_name"),
-            (|n| n.dpa_reference = "a\u{0}b".into(), "invalid_dpa_reference"),
+            (
+                |n| n.dpa_reference = "a\u{0}b".into(),
+                "invalid_dpa_reference",
+            ),
         ] {
             let mut n = new();
             f(&mut n);
@@ -422,10 +431,11 @@ mod tests {
 
     #[test]
     fn rejects_unknown_fields() {
-        let r: std::result::Result<NewSubprocessor, _> = serde_json::from_value(serde_json::json!({
-            "name": "a", "legal_name": "b", "country": "DE", "contact": "a@b.example",
-            "transfer_mechanism": "scc", "dpa_reference": "x", "extra": 1
-        }));
+        let r: std::result::Result<NewSubprocessor, _> =
+            serde_json::from_value(serde_json::json!({
+                "name": "a", "legal_name": "b", "country": "DE", "contact": "a@b.example",
+                "transfer_mechanism": "scc", "dpa_reference": "x", "extra": 1
+            }));
         assert!(r.is_err());
     }
 }

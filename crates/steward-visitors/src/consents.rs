@@ -10,7 +10,8 @@ use steward_store::DbConnection;
 use crate::schema::consents;
 
 /// Purposes every tenant has; tenants may use their own names too.
-pub const WELL_KNOWN_PURPOSES: [&str; 3] = ["marketing_email", "testimonial_publication", "analytics"];
+pub const WELL_KNOWN_PURPOSES: [&str; 3] =
+    ["marketing_email", "testimonial_publication", "analytics"];
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = consents)]
@@ -104,16 +105,27 @@ pub fn validate_source(s: &str) -> Result<String> {
     }
 }
 
+/// One consent decision to record.
+pub struct Decision<'a> {
+    pub purpose: &'a str,
+    pub status: ConsentStatus,
+    pub source: &'a str,
+    pub recorded_by: &'a str,
+}
+
 pub fn record(
     conn: &mut DbConnection,
     tenant_id: &str,
     visitor_id: &str,
-    purpose: &str,
-    status: ConsentStatus,
-    source: &str,
-    recorded_by: &str,
+    decision: Decision<'_>,
     now: NaiveDateTime,
 ) -> Result<ConsentRow> {
+    let Decision {
+        purpose,
+        status,
+        source,
+        recorded_by,
+    } = decision;
     let last: Option<i64> = consents::table
         .filter(consents::tenant_id.eq(tenant_id))
         .filter(consents::visitor_id.eq(visitor_id))
@@ -137,12 +149,20 @@ pub fn record(
 }
 
 /// Every consent row of the visitor, oldest first.
-pub fn history(conn: &mut DbConnection, tenant_id: &str, visitor_id: &str) -> Result<Vec<ConsentRow>> {
+pub fn history(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    visitor_id: &str,
+) -> Result<Vec<ConsentRow>> {
     Ok(consents::table
         .filter(consents::tenant_id.eq(tenant_id))
         .filter(consents::visitor_id.eq(visitor_id))
         .select(ConsentRow::as_select())
-        .order((consents::recorded_at.asc(), consents::purpose.asc(), consents::seq.asc()))
+        .order((
+            consents::recorded_at.asc(),
+            consents::purpose.asc(),
+            consents::seq.asc(),
+        ))
         .load(conn)?)
 }
 
@@ -162,7 +182,12 @@ pub fn current(history: &[ConsentRow]) -> Vec<ConsentRow> {
 
 /// Whether the visitor's current consent for `purpose` is withdrawn (absent counts as not
 /// withdrawn: the authorization decides whether consent is required at all).
-pub fn is_withdrawn(conn: &mut DbConnection, tenant_id: &str, visitor_id: &str, purpose: &str) -> Result<bool> {
+pub fn is_withdrawn(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    visitor_id: &str,
+    purpose: &str,
+) -> Result<bool> {
     let last: Option<ConsentRow> = consents::table
         .filter(consents::tenant_id.eq(tenant_id))
         .filter(consents::visitor_id.eq(visitor_id))
@@ -174,7 +199,11 @@ pub fn is_withdrawn(conn: &mut DbConnection, tenant_id: &str, visitor_id: &str, 
     Ok(last.is_some_and(|r| r.status == ConsentStatus::Withdrawn.as_str()))
 }
 
-pub fn delete_for_visitor(conn: &mut DbConnection, tenant_id: &str, visitor_id: &str) -> Result<usize> {
+pub fn delete_for_visitor(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    visitor_id: &str,
+) -> Result<usize> {
     Ok(diesel::delete(
         consents::table
             .filter(consents::tenant_id.eq(tenant_id))

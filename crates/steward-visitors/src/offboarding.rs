@@ -40,13 +40,21 @@ pub fn get(conn: &mut DbConnection, tenant_id: &str) -> Result<Option<Offboardin
 }
 
 /// Freezes the tenant. Starting twice returns the first record.
-pub fn start(conn: &mut DbConnection, tenant_id: &str, by: &str, now: NaiveDateTime) -> Result<OffboardingRow> {
+pub fn start(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    by: &str,
+    now: NaiveDateTime,
+) -> Result<OffboardingRow> {
     let tenant = tenants::get(conn, tenant_id)?;
     if let Some(existing) = get(conn, tenant_id)? {
         return Ok(existing);
     }
     if tenant.status()? == TenantStatus::Deleted {
-        return Err(Error::conflict("tenant_deleted", "this tenant was already deleted"));
+        return Err(Error::conflict(
+            "tenant_deleted",
+            "this tenant was already deleted",
+        ));
     }
     let row = OffboardingRow {
         tenant_id: tenant_id.to_string(),
@@ -101,7 +109,10 @@ pub fn export_page(
             visitor_id: row.id.clone(),
             fields,
             value: ExportLine {
-                visitor: Visitor { meta: row.meta(), pii },
+                visitor: Visitor {
+                    meta: row.meta(),
+                    pii,
+                },
                 consents,
             },
         });
@@ -109,7 +120,12 @@ pub fn export_page(
     Ok((out, next))
 }
 
-pub fn mark_exported(conn: &mut DbConnection, tenant_id: &str, records: i64, now: NaiveDateTime) -> Result<()> {
+pub fn mark_exported(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    records: i64,
+    now: NaiveDateTime,
+) -> Result<()> {
     diesel::update(offboardings::table.find(tenant_id))
         .set((
             offboardings::exported_at.eq(Some(now)),
@@ -139,7 +155,8 @@ pub struct DeletionCertificate {
 pub fn delete_visitor_data(conn: &mut DbConnection, tenant_id: &str) -> Result<(i64, i64)> {
     let visitors = records::delete_tenant(conn, tenant_id)? as i64;
     let consents = consents::delete_tenant(conn, tenant_id)? as i64;
-    diesel::delete(idempotency_keys::table.filter(idempotency_keys::tenant_id.eq(tenant_id))).execute(conn)?;
+    diesel::delete(idempotency_keys::table.filter(idempotency_keys::tenant_id.eq(tenant_id)))
+        .execute(conn)?;
     Ok((visitors, consents))
 }
 

@@ -120,9 +120,8 @@ pub fn email_index(k: &TenantKeyring, email: &str) -> Result<Vec<u8>> {
 
 /// The blind index of a phone number (E.164).
 pub fn phone_index(k: &TenantKeyring, phone: &str) -> Result<Vec<u8>> {
-    let n = steward_keys::normalize::phone_e164(phone).map_err(|_| {
-        Error::invalid("invalid_phone", "phone must be an international number")
-    })?;
+    let n = steward_keys::normalize::phone_e164(phone)
+        .map_err(|_| Error::invalid("invalid_phone", "phone must be an international number"))?;
     Ok(k.blind_index(IndexKind::Phone, &n).to_vec())
 }
 
@@ -154,8 +153,16 @@ pub fn seal_into(row: &mut VisitorRow, k: &TenantKeyring, pii: &Pii) -> Result<(
         .as_ref()
         .map(|v| seal_json(k, &t, &id, FIELD_ATTRIBUTES, v))
         .transpose()?;
-    row.email_index = pii.email.as_deref().map(|e| email_index(k, e)).transpose()?;
-    row.phone_index = pii.phone.as_deref().map(|p| phone_index(k, p)).transpose()?;
+    row.email_index = pii
+        .email
+        .as_deref()
+        .map(|e| email_index(k, e))
+        .transpose()?;
+    row.phone_index = pii
+        .phone
+        .as_deref()
+        .map(|p| phone_index(k, p))
+        .transpose()?;
     row.key_version = i64::from(k.current_version());
     Ok(())
 }
@@ -204,7 +211,13 @@ pub fn open_fields(row: &VisitorRow, k: &TenantKeyring, fields: Option<&[&str]>)
     }
     if want(FIELD_ATTRIBUTES) {
         if let Some(v) = &row.attributes_sealed {
-            pii.attributes = Some(open_json::<Map<String, Value>>(k, t, id, FIELD_ATTRIBUTES, v)?);
+            pii.attributes = Some(open_json::<Map<String, Value>>(
+                k,
+                t,
+                id,
+                FIELD_ATTRIBUTES,
+                v,
+            )?);
         }
     }
     Ok(pii)

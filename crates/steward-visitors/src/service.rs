@@ -25,7 +25,13 @@ use crate::validate;
 /// Work other domains attach to a visitor's erasure or consent change, run in the same unit
 /// (erasure notices to subprocessors that received the data).
 pub trait VisitorHooks: Send + Sync {
-    fn on_erased(&self, conn: &mut DbConnection, tenant_id: &str, visitor_id: &str, now: NaiveDateTime) -> Result<()>;
+    fn on_erased(
+        &self,
+        conn: &mut DbConnection,
+        tenant_id: &str,
+        visitor_id: &str,
+        now: NaiveDateTime,
+    ) -> Result<()>;
     fn on_consent_withdrawn(
         &self,
         conn: &mut DbConnection,
@@ -35,7 +41,12 @@ pub trait VisitorHooks: Send + Sync {
         now: NaiveDateTime,
     ) -> Result<()>;
     /// Who received the visitor's data (for the data-subject export).
-    fn recipients(&self, conn: &mut DbConnection, tenant_id: &str, visitor_id: &str) -> Result<serde_json::Value>;
+    fn recipients(
+        &self,
+        conn: &mut DbConnection,
+        tenant_id: &str,
+        visitor_id: &str,
+    ) -> Result<serde_json::Value>;
 }
 
 #[derive(Clone)]
@@ -116,7 +127,7 @@ pub struct ConsentState {
 }
 
 pub enum Created {
-    New(Visitor),
+    New(Box<Visitor>),
     /// The same Idempotency-Key and body were seen before: the visitor it made.
     Replayed(String),
 }
@@ -140,10 +151,19 @@ pub fn ensure_accepts_data(conn: &mut DbConnection, tenant_id: &str) -> Result<(
     }
 }
 
-fn fingerprint(k: &TenantKeyring, principal: &str, pii: &Pii, external_ref: &Option<String>) -> Result<Vec<u8>> {
+fn fingerprint(
+    k: &TenantKeyring,
+    principal: &str,
+    pii: &Pii,
+    external_ref: &Option<String>,
+) -> Result<Vec<u8>> {
     let body = serde_json::to_string(&(principal, pii, external_ref)).map_err(Error::internal)?;
     let body = steward_keys::Zeroizing::new(body);
-    Ok(k.blind_index(IndexKind::ExternalRef, &format!("idempotency:{}", body.as_str())).to_vec())
+    Ok(k.blind_index(
+        IndexKind::ExternalRef,
+        &format!("idempotency:{}", body.as_str()),
+    )
+    .to_vec())
 }
 
 impl VisitorService {
@@ -206,7 +226,12 @@ impl VisitorService {
                 ));
             }
         }
-        let (keys, tid, now, access) = (self.keys.clone(), tenant_id.to_string(), self.now(), access.clone());
+        let (keys, tid, now, access) = (
+            self.keys.clone(),
+            tenant_id.to_string(),
+            self.now(),
+            access.clone(),
+        );
         self.store
             .write(move |conn| {
                 ensure_accepts_data(conn, &tid)?;
@@ -248,11 +273,16 @@ impl VisitorService {
                         .execute(conn)?;
                 }
                 let fields = pii.present_fields();
-                steward_audit::append(conn, &tid, access.event("visitor.create", &row.id, &fields), now)?;
-                Ok(Created::New(Visitor {
+                steward_audit::append(
+                    conn,
+                    &tid,
+                    access.event("visitor.create", &row.id, &fields),
+                    now,
+                )?;
+                Ok(Created::New(Box::new(Visitor {
                     meta: row.meta(),
                     pii,
-                }))
+                })))
             })
             .await
     }
@@ -265,7 +295,12 @@ impl VisitorService {
         items: &[VisitorInput],
     ) -> Result<Vec<VisitorMeta>> {
         let valid = validate::batch(items)?;
-        let (keys, tid, now, access) = (self.keys.clone(), tenant_id.to_string(), self.now(), access.clone());
+        let (keys, tid, now, access) = (
+            self.keys.clone(),
+            tenant_id.to_string(),
+            self.now(),
+            access.clone(),
+        );
         self.store
             .write(move |conn| {
                 ensure_accepts_data(conn, &tid)?;
@@ -277,7 +312,8 @@ impl VisitorService {
                             taken.push(steward_core::ItemError {
                                 index,
                                 code: "external_ref_taken",
-                                detail: "another visitor of this tenant has this external_ref".into(),
+                                detail: "another visitor of this tenant has this external_ref"
+                                    .into(),
                             });
                         }
                     }
@@ -285,7 +321,10 @@ impl VisitorService {
                 if !taken.is_empty() {
                     return Err(Error::InvalidItems {
                         code: "invalid_batch",
-                        detail: format!("{} items conflict with existing visitors; nothing was imported", taken.len()),
+                        detail: format!(
+                            "{} items conflict with existing visitors; nothing was imported",
+                            taken.len()
+                        ),
                         items: taken,
                     });
                 }
@@ -306,7 +345,11 @@ impl VisitorService {
 
     /// Reads one visitor: decrypts, records, releases.
     pub async fn get(&self, tenant_id: &str, access: &Access, visitor_id: &str) -> Result<Visitor> {
-        let (keys, tid, vid) = (self.keys.clone(), tenant_id.to_string(), visitor_id.to_string());
+        let (keys, tid, vid) = (
+            self.keys.clone(),
+            tenant_id.to_string(),
+            visitor_id.to_string(),
+        );
         let (row, pii) = self
             .store
             .read(move |conn| {
@@ -353,8 +396,14 @@ impl VisitorService {
             .store
             .read(move |conn| {
                 let keyring = keys.keyring(conn, &tid)?;
-                let ei = email.as_deref().map(|e| records::email_index(&keyring, e)).transpose()?;
-                let pi = phone.as_deref().map(|p| records::phone_index(&keyring, p)).transpose()?;
+                let ei = email
+                    .as_deref()
+                    .map(|e| records::email_index(&keyring, e))
+                    .transpose()?;
+                let pi = phone
+                    .as_deref()
+                    .map(|p| records::phone_index(&keyring, p))
+                    .transpose()?;
                 let rows = records::find_by_index(conn, &tid, ei.as_deref(), pi.as_deref(), 100)?;
                 rows.into_iter()
                     .map(|row| {
@@ -362,13 +411,24 @@ impl VisitorService {
                         Ok(Disclosure {
                             visitor_id: row.id.clone(),
                             fields: row.present_fields(),
-                            value: Visitor { meta: row.meta(), pii },
+                            value: Visitor {
+                                meta: row.meta(),
+                                pii,
+                            },
                         })
                     })
                     .collect::<Result<Vec<_>>>()
             })
             .await?;
-        disclose(&self.store, self.clock.as_ref(), tenant_id, access, "visitor.lookup", found).await
+        disclose(
+            &self.store,
+            self.clock.as_ref(),
+            tenant_id,
+            access,
+            "visitor.lookup",
+            found,
+        )
+        .await
     }
 
     /// Lists visitors: metadata only, or with PII (each record disclosed and recorded).
@@ -406,14 +466,24 @@ impl VisitorService {
                 .map(|(row, pii)| Disclosure {
                     visitor_id: row.id.clone(),
                     fields: row.present_fields(),
-                    value: Visitor { meta: row.meta(), pii },
+                    value: Visitor {
+                        meta: row.meta(),
+                        pii,
+                    },
                 })
                 .collect();
-            disclose(&self.store, self.clock.as_ref(), tenant_id, access, "visitor.read", records)
-                .await?
-                .into_iter()
-                .map(|v| serde_json::to_value(v).map_err(Error::internal))
-                .collect::<Result<Vec<_>>>()?
+            disclose(
+                &self.store,
+                self.clock.as_ref(),
+                tenant_id,
+                access,
+                "visitor.read",
+                records,
+            )
+            .await?
+            .into_iter()
+            .map(|v| serde_json::to_value(v).map_err(Error::internal))
+            .collect::<Result<Vec<_>>>()?
         } else {
             rows.items
                 .into_iter()
@@ -432,10 +502,26 @@ impl VisitorService {
         patch: &VisitorPatch,
     ) -> Result<Rectified> {
         // Validate every given value before touching anything.
-        let name = patch.name.as_ref().map(|o| o.as_deref().map(validate::name).transpose()).transpose()?;
-        let email = patch.email.as_ref().map(|o| o.as_deref().map(validate::email).transpose()).transpose()?;
-        let phone = patch.phone.as_ref().map(|o| o.as_deref().map(validate::phone).transpose()).transpose()?;
-        let address = patch.address.as_ref().map(|o| o.as_ref().map(validate::address).transpose()).transpose()?;
+        let name = patch
+            .name
+            .as_ref()
+            .map(|o| o.as_deref().map(validate::name).transpose())
+            .transpose()?;
+        let email = patch
+            .email
+            .as_ref()
+            .map(|o| o.as_deref().map(validate::email).transpose())
+            .transpose()?;
+        let phone = patch
+            .phone
+            .as_ref()
+            .map(|o| o.as_deref().map(validate::phone).transpose())
+            .transpose()?;
+        let address = patch
+            .address
+            .as_ref()
+            .map(|o| o.as_ref().map(validate::address).transpose())
+            .transpose()?;
         let attributes = patch
             .attributes
             .as_ref()
@@ -446,8 +532,13 @@ impl VisitorService {
             .as_ref()
             .map(|o| o.as_deref().map(validate::external_ref).transpose())
             .transpose()?;
-        let (keys, tid, vid, now, access) =
-            (self.keys.clone(), tenant_id.to_string(), visitor_id.to_string(), self.now(), access.clone());
+        let (keys, tid, vid, now, access) = (
+            self.keys.clone(),
+            tenant_id.to_string(),
+            visitor_id.to_string(),
+            self.now(),
+            access.clone(),
+        );
         self.store
             .write(move |conn| {
                 ensure_accepts_data(conn, &tid)?;
@@ -512,9 +603,19 @@ impl VisitorService {
 
     /// Erasure: ciphertexts and blind indexes are deleted for real; a tombstone keeps the id
     /// and the time. Blocked while the visitor is under legal hold.
-    pub async fn erase(&self, tenant_id: &str, access: &Access, visitor_id: &str) -> Result<ErasureReceipt> {
-        let (tid, vid, now, access, hooks) =
-            (tenant_id.to_string(), visitor_id.to_string(), self.now(), access.clone(), self.hooks.clone());
+    pub async fn erase(
+        &self,
+        tenant_id: &str,
+        access: &Access,
+        visitor_id: &str,
+    ) -> Result<ErasureReceipt> {
+        let (tid, vid, now, access, hooks) = (
+            tenant_id.to_string(),
+            visitor_id.to_string(),
+            self.now(),
+            access.clone(),
+            self.hooks.clone(),
+        );
         self.store
             .write(move |conn| erase_in(conn, &tid, &vid, &access, &hooks, now))
             .await
@@ -530,7 +631,13 @@ impl VisitorService {
         reason: Option<String>,
     ) -> Result<VisitorMeta> {
         let reason = match (active, reason.as_deref().map(str::trim)) {
-            (true, Some(r)) if !r.is_empty() && r.chars().count() <= 500 && !r.chars().any(char::is_control) => Some(r.to_string()),
+            (true, Some(r))
+                if !r.is_empty()
+                    && r.chars().count() <= 500
+                    && !r.chars().any(char::is_control) =>
+            {
+                Some(r.to_string())
+            }
             (true, _) => {
                 return Err(Error::invalid(
                     "invalid_reason",
@@ -539,7 +646,12 @@ impl VisitorService {
             }
             (false, _) => None,
         };
-        let (tid, vid, now, access) = (tenant_id.to_string(), visitor_id.to_string(), self.now(), access.clone());
+        let (tid, vid, now, access) = (
+            tenant_id.to_string(),
+            visitor_id.to_string(),
+            self.now(),
+            access.clone(),
+        );
         self.store
             .write(move |conn| {
                 let mut row = records::get_active(conn, &tid, &vid)?;
@@ -547,7 +659,11 @@ impl VisitorService {
                 row.legal_hold_reason = reason;
                 row.updated_at = now;
                 records::update(conn, &row)?;
-                let action = if active { "visitor.legal_hold.set" } else { "visitor.legal_hold.lift" };
+                let action = if active {
+                    "visitor.legal_hold.set"
+                } else {
+                    "visitor.legal_hold.lift"
+                };
                 steward_audit::append(conn, &tid, access.event(action, &row.id, &[]), now)?;
                 Ok(row.meta())
             })
@@ -579,7 +695,18 @@ impl VisitorService {
             .write(move |conn| {
                 ensure_accepts_data(conn, &tid)?;
                 records::get_active(conn, &tid, &vid)?;
-                let row = consents::record(conn, &tid, &vid, &p, status, &source, &access.actor.id, now)?;
+                let row = consents::record(
+                    conn,
+                    &tid,
+                    &vid,
+                    consents::Decision {
+                        purpose: &p,
+                        status,
+                        source: &source,
+                        recorded_by: &access.actor.id,
+                    },
+                    now,
+                )?;
                 let event = access
                     .event("consent.record", &vid, &[])
                     .purpose(p.clone())
@@ -602,7 +729,10 @@ impl VisitorService {
                 records::get_active(conn, &tid, &vid)?;
                 let history = consents::history(conn, &tid, &vid)?;
                 Ok(ConsentState {
-                    current: consents::current(&history).into_iter().map(Consent::from).collect(),
+                    current: consents::current(&history)
+                        .into_iter()
+                        .map(Consent::from)
+                        .collect(),
                     history: history.into_iter().map(Consent::from).collect(),
                 })
             })
@@ -610,9 +740,18 @@ impl VisitorService {
     }
 
     /// Everything Steward holds about one visitor, for the visitor.
-    pub async fn export(&self, tenant_id: &str, access: &Access, visitor_id: &str) -> Result<SubjectExport> {
-        let (keys, tid, vid, hooks) =
-            (self.keys.clone(), tenant_id.to_string(), visitor_id.to_string(), self.hooks.clone());
+    pub async fn export(
+        &self,
+        tenant_id: &str,
+        access: &Access,
+        visitor_id: &str,
+    ) -> Result<SubjectExport> {
+        let (keys, tid, vid, hooks) = (
+            self.keys.clone(),
+            tenant_id.to_string(),
+            visitor_id.to_string(),
+            self.hooks.clone(),
+        );
         let now = self.clock.now();
         let (row, doc) = self
             .store
@@ -635,7 +774,10 @@ impl VisitorService {
                     }
                 }
                 let doc = SubjectExport {
-                    visitor: Visitor { meta: row.meta(), pii },
+                    visitor: Visitor {
+                        meta: row.meta(),
+                        pii,
+                    },
                     consents,
                     recipients: serde_json::Value::Array(recipients),
                     access_history,
@@ -678,7 +820,9 @@ pub fn erase_in(
             "legal_hold",
             format!(
                 "this visitor is under legal hold ({}); lift the hold before erasing",
-                row.legal_hold_reason.as_deref().unwrap_or("no reason recorded")
+                row.legal_hold_reason
+                    .as_deref()
+                    .unwrap_or("no reason recorded")
             ),
         ));
     }

@@ -22,10 +22,16 @@ fn text(value: &str, max: usize, code: &'static str, what: &str) -> Result<Strin
     let v = value.trim();
     let n = v.chars().count();
     if n == 0 || n > max {
-        return Err(invalid(code, &format!("{what} must be 1 to {max} characters")));
+        return Err(invalid(
+            code,
+            &format!("{what} must be 1 to {max} characters"),
+        ));
     }
     if v.chars().any(char::is_control) {
-        return Err(invalid(code, &format!("{what} must not contain control characters")));
+        return Err(invalid(
+            code,
+            &format!("{what} must not contain control characters"),
+        ));
     }
     Ok(v.to_string())
 }
@@ -52,7 +58,9 @@ pub fn email(v: &str) -> Result<String, Error> {
     if local.is_empty()
         || local.len() > 64
         || local.contains('@')
-        || local.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"')
+        || local
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '"')
         || local.starts_with('.')
         || local.ends_with('.')
         || local.contains("..")
@@ -74,7 +82,11 @@ pub fn phone(v: &str) -> Result<String, Error> {
     })
 }
 
-fn optional_line(v: &Option<String>, code: &'static str, what: &str) -> Result<Option<String>, Error> {
+fn optional_line(
+    v: &Option<String>,
+    code: &'static str,
+    what: &str,
+) -> Result<Option<String>, Error> {
     match v.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
         Some(s) => text(s, MAX_LINE_CHARS, code, what).map(Some),
@@ -109,7 +121,8 @@ pub fn attributes(m: &Map<String, Value>) -> Result<Map<String, Value>, Error> {
     for k in m.keys() {
         let ok = !k.is_empty()
             && k.len() <= 64
-            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !ok {
             return Err(invalid(
                 "invalid_attributes",
@@ -131,7 +144,8 @@ pub fn external_ref(v: &str) -> Result<String, Error> {
     let v = v.trim();
     let ok = !v.is_empty()
         && v.len() <= MAX_EXTERNAL_REF
-        && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c));
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c));
     if !ok {
         return Err(invalid(
             "invalid_external_ref",
@@ -216,7 +230,16 @@ mod tests {
         for good in ["a@b.co", "first.last+tag@example.com", "x@sub.example.org"] {
             assert!(email(good).is_ok(), "{good}");
         }
-        for bad in ["", "a", "a@b", "@b.co", "a@.co", "a b@c.co", "a..b@c.co", "a@-b.co"] {
+        for bad in [
+            "",
+            "a",
+            "a@b",
+            "@b.co",
+            "a@.co",
+            "a b@c.co",
+            "a..b@c.co",
+            "a@-b.co",
+        ] {
             assert!(email(bad).is_err(), "{bad}");
         }
     }

@@ -21,7 +21,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(create_api_key))
             .route(web::get().to(list_api_keys)),
     )
-    .service(web::resource("/tenants/{tid}/api-keys/{kid}").route(web::delete().to(revoke_api_key)));
+    .service(
+        web::resource("/tenants/{tid}/api-keys/{kid}").route(web::delete().to(revoke_api_key)),
+    );
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -65,7 +67,11 @@ pub struct ApiKeyPage {
 impl From<ApiKeyRow> for ApiKey {
     fn from(k: ApiKeyRow) -> Self {
         ApiKey {
-            scopes: k.scope_list().iter().map(|p| p.as_str().to_string()).collect(),
+            scopes: k
+                .scope_list()
+                .iter()
+                .map(|p| p.as_str().to_string())
+                .collect(),
             id: k.id,
             tenant_id: k.tenant_id,
             name: k.name,
@@ -101,7 +107,9 @@ pub async fn create_api_key(
     if body.expires_at.is_some_and(|e| e <= now) {
         return Err(Error::invalid("invalid_expiry", "expires_at must be in the future").into());
     }
-    let expires_at = body.expires_at.map(|e| steward_core::clock::truncate_micros(e).naive_utc());
+    let expires_at = body
+        .expires_at
+        .map(|e| steward_core::clock::truncate_micros(e).naive_utc());
     let creator = auth.principal.id.clone();
     let principal = auth.principal.clone();
     let request_id = crate::request_id::of(&req);

@@ -130,11 +130,13 @@ pub async fn list_tenant_audit(
             })
             .await?;
     }
-    state.store.read({
-        let t = tid.clone();
-        move |c| steward_store::tenants::get(c, &t)
-    })
-    .await?;
+    state
+        .store
+        .read({
+            let t = tid.clone();
+            move |c| steward_store::tenants::get(c, &t)
+        })
+        .await?;
     list_chain(&state, tid, q).await
 }
 

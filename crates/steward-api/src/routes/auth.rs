@@ -103,7 +103,10 @@ pub async fn token(
         .into());
     }
     let address = client_address(&req);
-    let account = format!("client:{}", body.client_id.chars().take(64).collect::<String>());
+    let account = format!(
+        "client:{}",
+        body.client_id.chars().take(64).collect::<String>()
+    );
     let ip = format!("ip:{address}");
     state.login.limiter.check(&account, &ip)?;
     let (id, secret) = (body.client_id, body.client_secret);

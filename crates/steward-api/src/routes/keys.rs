@@ -85,7 +85,12 @@ pub async fn rotate_keys(
         .write(move |conn| {
             let version = keys::rotate_data_key(conn, kek.as_ref(), &tid, now)?;
             let job = jobs::enqueue(conn, reencrypt::KIND, Some(&tid), now)?;
-            steward_audit::append(conn, &tid, event.detail(format!("data key version {version}")), now)?;
+            steward_audit::append(
+                conn,
+                &tid,
+                event.detail(format!("data key version {version}")),
+                now,
+            )?;
             // Drop the cached keyring inside the unit: the next use reloads the new version.
             key_service.forget(&tid);
             Ok((version, job))

@@ -28,7 +28,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(get_offboarding)),
     )
     .service(web::resource("/tenants/{tid}/offboarding/export").route(web::get().to(export_tenant)))
-    .service(web::resource("/tenants/{tid}/offboarding/confirm").route(web::post().to(confirm_offboarding)));
+    .service(
+        web::resource("/tenants/{tid}/offboarding/confirm")
+            .route(web::post().to(confirm_offboarding)),
+    );
 }
 
 fn status_doc(row: &offboarding::OffboardingRow) -> serde_json::Value {
@@ -61,7 +64,13 @@ pub async fn start_offboarding(
     tenant_path(&tid)?;
     let now = state.clock.now().naive_utc();
     let by = auth.principal.id.clone();
-    let event = crate::audit_trail::event(&auth.principal, &req, "tenant.offboarding.start", "tenant", &tid);
+    let event = crate::audit_trail::event(
+        &auth.principal,
+        &req,
+        "tenant.offboarding.start",
+        "tenant",
+        &tid,
+    );
     let row = state
         .store
         .write(move |c| {
@@ -124,7 +133,8 @@ pub async fn export_tenant(
             )),
         })
         .await?;
-    let access = Access::of(&auth.principal, Some(request_id::of(&req))).with_purpose("offboarding_export");
+    let access =
+        Access::of(&auth.principal, Some(request_id::of(&req))).with_purpose("offboarding_export");
     let st = state.clone();
     let body = stream::try_unfold(
         ExportCursor {
@@ -210,7 +220,9 @@ pub async fn confirm_offboarding(
     tenant_path(&tid)?;
     let body = body.into_inner();
     if body.confirm != tid {
-        return Err(Error::invalid("confirmation_mismatch", "confirm must repeat the tenant id").into());
+        return Err(
+            Error::invalid("confirmation_mismatch", "confirm must repeat the tenant id").into(),
+        );
     }
     let now = state.clock.now().naive_utc();
     let principal = auth.principal.clone();
@@ -224,7 +236,10 @@ pub async fn confirm_offboarding(
                 Error::conflict("offboarding_not_started", "start offboarding first")
             })?;
             if o.confirmed_at.is_some() {
-                return Err(Error::conflict("already_deleted", "this tenant was already deleted"));
+                return Err(Error::conflict(
+                    "already_deleted",
+                    "this tenant was already deleted",
+                ));
             }
             if o.exported_at.is_none() && !body.export_waived {
                 return Err(Error::conflict(
@@ -257,9 +272,13 @@ pub async fn confirm_offboarding(
             steward_audit::append(
                 c,
                 &t,
-                NewEvent::new("tenant.delete", actor.clone(), Target::record("tenant", t.clone()))
-                    .request_id(request_id.clone())
-                    .detail(cert.hash.clone()),
+                NewEvent::new(
+                    "tenant.delete",
+                    actor.clone(),
+                    Target::record("tenant", t.clone()),
+                )
+                .request_id(request_id.clone())
+                .detail(cert.hash.clone()),
                 now,
             )?;
             steward_audit::append(

@@ -16,7 +16,9 @@ const MAX_RETENTION_DAYS: i64 = 3650;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/tenants/{tid}/retention").route(web::put().to(put_retention)))
-        .service(web::resource("/tenants/{tid}/retention/run").route(web::post().to(run_retention)));
+        .service(
+            web::resource("/tenants/{tid}/retention/run").route(web::post().to(run_retention)),
+        );
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

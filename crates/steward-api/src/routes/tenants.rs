@@ -10,8 +10,8 @@ use steward_store::tenants::{self, TenantRow};
 use crate::auth::{perm, Authorized};
 use crate::error::ApiResult;
 use crate::routes::users::{prepare_user, CreateUser};
-use steward_identity::users;
 use crate::state::AppState;
+use steward_identity::users;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -178,7 +178,10 @@ pub async fn get_tenant(
     if !Id::Tenant.matches(&tid) {
         return Err(Error::NotFound.into());
     }
-    let row = state.store.read(move |conn| tenants::get(conn, &tid)).await?;
+    let row = state
+        .store
+        .read(move |conn| tenants::get(conn, &tid))
+        .await?;
     Ok(HttpResponse::Ok().json(Tenant::from(row)))
 }
 
@@ -194,7 +197,10 @@ pub async fn list_tenants(
 ) -> ApiResult<HttpResponse> {
     let q = query.into_inner();
     let page = PageRequest::parse(q.limit, q.cursor, Id::Tenant)?;
-    let rows: Page<TenantRow> = state.store.read(move |conn| tenants::list(conn, &page)).await?;
+    let rows: Page<TenantRow> = state
+        .store
+        .read(move |conn| tenants::list(conn, &page))
+        .await?;
     let page = rows.map(Tenant::from);
     Ok(HttpResponse::Ok().json(TenantPage {
         items: page.items,

@@ -5,8 +5,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use steward_core::{Error, Id, PrincipalKind, Role};
-use steward_identity::users::{self, UserRow};
 use steward_identity::check_policy;
+use steward_identity::users::{self, UserRow};
 use steward_store::pagination::PageRequest;
 use steward_store::tenants::{self, TenantStatus};
 
@@ -121,13 +121,7 @@ pub async fn prepare_user(
     let hash = web::block(move || st.login.hasher.hash(&password))
         .await
         .map_err(|_| Error::internal_msg("hashing task failed"))??;
-    users::new_row(
-        tenant_id,
-        email,
-        hash,
-        role,
-        state.clock.now().naive_utc(),
-    )
+    users::new_row(tenant_id, email, hash, role, state.clock.now().naive_utc())
 }
 
 /// Who am I.
@@ -197,7 +191,10 @@ pub async fn list_staff(
 ) -> ApiResult<HttpResponse> {
     let q = query.into_inner();
     let page = PageRequest::parse(q.limit, q.cursor, Id::User)?;
-    let rows = state.store.read(move |c| users::list(c, None, &page)).await?;
+    let rows = state
+        .store
+        .read(move |c| users::list(c, None, &page))
+        .await?;
     let page = rows.map(User::from);
     Ok(HttpResponse::Ok().json(UserPage {
         items: page.items,
@@ -218,7 +215,9 @@ pub async fn disable_staff(
 ) -> ApiResult<HttpResponse> {
     let uid = path.into_inner();
     if uid == auth.principal.id {
-        return Err(Error::conflict("cannot_disable_self", "you cannot disable your own account").into());
+        return Err(
+            Error::conflict("cannot_disable_self", "you cannot disable your own account").into(),
+        );
     }
     let now = state.clock.now().naive_utc();
     let event = audit_trail::event(&auth.principal, &req, "staff.disable", "user", &uid);
@@ -319,7 +318,9 @@ pub async fn disable_user(
     let (tid, uid) = path.into_inner();
     tenant_path(&tid)?;
     if uid == auth.principal.id {
-        return Err(Error::conflict("cannot_disable_self", "you cannot disable your own account").into());
+        return Err(
+            Error::conflict("cannot_disable_self", "you cannot disable your own account").into(),
+        );
     }
     let now = state.clock.now().naive_utc();
     let event = audit_trail::event(&auth.principal, &req, "user.disable", "user", &uid);

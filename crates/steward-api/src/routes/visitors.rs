@@ -35,14 +35,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::patch().to(patch_visitor))
             .route(web::delete().to(erase_visitor)),
     )
-    .service(web::resource("/tenants/{tid}/visitors/{vid}/export").route(web::get().to(export_visitor)))
-    .service(web::resource("/tenants/{tid}/visitors/{vid}/consents").route(web::get().to(get_consents)))
+    .service(
+        web::resource("/tenants/{tid}/visitors/{vid}/export").route(web::get().to(export_visitor)),
+    )
+    .service(
+        web::resource("/tenants/{tid}/visitors/{vid}/consents").route(web::get().to(get_consents)),
+    )
     .service(
         web::resource("/tenants/{tid}/visitors/{vid}/consents/{purpose}")
             .route(web::put().to(put_consent)),
     )
     .service(
-        web::resource("/tenants/{tid}/visitors/{vid}/legal-hold").route(web::put().to(put_legal_hold)),
+        web::resource("/tenants/{tid}/visitors/{vid}/legal-hold")
+            .route(web::put().to(put_legal_hold)),
     );
 }
 
@@ -80,9 +85,9 @@ pub async fn create_visitor(
         .headers()
         .get("idempotency-key")
         .map(|v| {
-            v.to_str()
-                .map(str::to_string)
-                .map_err(|_| Error::invalid("invalid_idempotency_key", "Idempotency-Key must be ASCII"))
+            v.to_str().map(str::to_string).map_err(|_| {
+                Error::invalid("invalid_idempotency_key", "Idempotency-Key must be ASCII")
+            })
         })
         .transpose()?;
     let access = access(&auth.principal, &req);
@@ -119,7 +124,10 @@ pub async fn import_visitors(
     let tid = path.into_inner();
     tenant_path(&tid)?;
     let access = access(&auth.principal, &req);
-    let metas = state.visitors.create_batch(&tid, &access, &body.items).await?;
+    let metas = state
+        .visitors
+        .create_batch(&tid, &access, &body.items)
+        .await?;
     Ok(HttpResponse::Created().json(serde_json::json!({ "count": metas.len(), "items": metas })))
 }
 
@@ -157,15 +165,22 @@ pub async fn list_visitors(
             .visitors
             .lookup(&tid, &access, q.email.as_deref(), q.phone.as_deref())
             .await?;
-        return Ok(HttpResponse::Ok().json(serde_json::json!({ "items": found, "next_cursor": null })));
+        return Ok(
+            HttpResponse::Ok().json(serde_json::json!({ "items": found, "next_cursor": null }))
+        );
     }
     let include_pii = match q.include.as_deref() {
         None => false,
         Some("pii") => true,
-        Some(_) => return Err(Error::invalid("invalid_include", "include may only be `pii`").into()),
+        Some(_) => {
+            return Err(Error::invalid("invalid_include", "include may only be `pii`").into())
+        }
     };
     let page = PageRequest::parse(q.limit, q.cursor, Id::Visitor)?;
-    let page = state.visitors.list(&tid, &access, page, include_pii).await?;
+    let page = state
+        .visitors
+        .list(&tid, &access, page, include_pii)
+        .await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -183,7 +198,10 @@ pub async fn get_visitor(
 ) -> ApiResult<HttpResponse> {
     let (tid, vid) = path.into_inner();
     ids(&tid, &vid)?;
-    let v = state.visitors.get(&tid, &access(&auth.principal, &req), &vid).await?;
+    let v = state
+        .visitors
+        .get(&tid, &access(&auth.principal, &req), &vid)
+        .await?;
     Ok(HttpResponse::Ok().json(v))
 }
 
@@ -224,7 +242,10 @@ pub async fn erase_visitor(
 ) -> ApiResult<HttpResponse> {
     let (tid, vid) = path.into_inner();
     ids(&tid, &vid)?;
-    let r = state.visitors.erase(&tid, &access(&auth.principal, &req), &vid).await?;
+    let r = state
+        .visitors
+        .erase(&tid, &access(&auth.principal, &req), &vid)
+        .await?;
     Ok(HttpResponse::Ok().json(r))
 }
 
@@ -242,7 +263,10 @@ pub async fn export_visitor(
 ) -> ApiResult<HttpResponse> {
     let (tid, vid) = path.into_inner();
     ids(&tid, &vid)?;
-    let doc = state.visitors.export(&tid, &access(&auth.principal, &req), &vid).await?;
+    let doc = state
+        .visitors
+        .export(&tid, &access(&auth.principal, &req), &vid)
+        .await?;
     Ok(HttpResponse::Ok().json(doc))
 }
 
@@ -288,7 +312,14 @@ pub async fn put_consent(
     ids(&tid, &vid)?;
     let c = state
         .visitors
-        .set_consent(&tid, &access(&auth.principal, &req), &vid, &purpose, &body.status, &body.source)
+        .set_consent(
+            &tid,
+            &access(&auth.principal, &req),
+            &vid,
+            &purpose,
+            &body.status,
+            &body.source,
+        )
         .await?;
     Ok(HttpResponse::Ok().json(c))
 }
@@ -320,7 +351,13 @@ pub async fn put_legal_hold(
     let body = body.into_inner();
     let m = state
         .visitors
-        .set_legal_hold(&tid, &access(&auth.principal, &req), &vid, body.active, body.reason)
+        .set_legal_hold(
+            &tid,
+            &access(&auth.principal, &req),
+            &vid,
+            body.active,
+            body.reason,
+        )
         .await?;
     Ok(HttpResponse::Ok().json(m))
 }
