@@ -79,6 +79,7 @@ pub async fn rotate_keys(
     let now = state.clock.now().naive_utc();
     let kek = state.keys.kek_arc();
     let key_service = state.keys.clone();
+    let tid_after = tid.clone();
     let event = crate::audit_trail::event(&auth.principal, &req, "keys.rotate", "tenant", &tid);
     let (version, job) = state
         .store
@@ -96,6 +97,9 @@ pub async fn rotate_keys(
             Ok((version, job))
         })
         .await?;
+    // Again after the commit: a read between the in-unit forget and the commit may have
+    // cached the old keyring.
+    state.keys.forget(&tid_after);
     state.jobs.notify();
     Ok(HttpResponse::Ok().json(Rotated {
         version,
