@@ -11,9 +11,41 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use steward_core::Role;
 
-use common::{Response, TenantFixture, TestApp};
+use common::{unique, Response, TenantFixture, TestApp, TEST_PASSWORD};
 
 const DAY: u64 = 24 * 60 * 60;
+
+/// A tenant with fresh tokens of its admin and of one member. Access tokens are short-lived,
+/// so after moving the clock by days a test logs in again with [`Shop::relogin`].
+struct Shop {
+    t: TenantFixture,
+    member_email: String,
+    member: String,
+}
+
+impl Shop {
+    fn new(app: &TestApp, name: &str) -> Self {
+        let t = app.new_tenant(name);
+        let member_email = format!("member-{}@shop.test", unique());
+        let r = app.post(
+            &format!("/v1/tenants/{}/users", t.id),
+            Some(&t.admin_token),
+            &json!({ "email": member_email, "password": TEST_PASSWORD, "role": Role::TenantMember.as_str() }),
+        );
+        assert_eq!(r.status, 201, "create member: {}", r.text);
+        let member = app.login(&member_email, TEST_PASSWORD);
+        Self {
+            t,
+            member_email,
+            member,
+        }
+    }
+
+    fn relogin(&mut self, app: &TestApp) {
+        self.t.admin_token = app.login(&self.t.admin_email, TEST_PASSWORD);
+        self.member = app.login(&self.member_email, TEST_PASSWORD);
+    }
+}
 
 fn visitor_path(tid: &str, vid: &str) -> String {
     format!("/v1/tenants/{tid}/visitors/{vid}")

@@ -248,14 +248,22 @@ pub async fn create_checkpoint(
     tenant_path(&tid)?;
     let signer = state.checkpoints.clone();
     let now = state.clock.now().naive_utc();
+    // Signing re-checks the chain since the last checkpoint: do that on a read connection,
+    // and hand only the insert to the committer so writers never wait on a verification.
+    let t = tid.clone();
     let cp = state
         .store
-        .write(move |c| {
-            steward_store::tenants::get(c, &tid)?;
-            steward_audit::checkpoint(c, &tid, &signer, now)
+        .read(move |c| {
+            steward_store::tenants::get(c, &t)?;
+            steward_audit::prepare_checkpoint(c, &t, &signer, now)
         })
         .await?
         .ok_or_else(|| Error::conflict("empty_chain", "the audit log has no events yet"))?;
+    let stored = cp.clone();
+    state
+        .store
+        .write(move |c| steward_audit::store_checkpoint(c, &stored))
+        .await?;
     Ok(HttpResponse::Created().json(cp))
 }
 
