@@ -763,6 +763,9 @@ e2e!(
         );
         assert_eq!(r.problem(400), "unsupported_grant_type");
 
+        // The secret itself is not a bearer credential.
+        assert_unauthenticated(&me(&app, &secret), "client secret as bearer");
+
         // A subprocessor holds only `subprocessor:pull`.
         let r = me(&app, &token);
         assert_eq!(r.problem(403), "forbidden");

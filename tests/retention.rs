@@ -120,54 +120,57 @@ fn erase_events(app: &TestApp, tid: &str, vid: &str) -> Vec<(String, Option<Stri
 }
 
 e2e!(retention_purges_inactive_visitors_except_held_ones, |app| {
-    let t = app.new_tenant("Forgetful shop");
-    let (_, token) = app.tenant_user(&t, Role::TenantMember);
-    let r = set_retention(&app, &t, json!(30));
+    let mut shop = Shop::new(&app, "Forgetful shop");
+    let r = set_retention(&app, &shop.t, json!(30));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["retention_days"], 30);
 
-    let old1 = create(&app, &t.id, &token, "Old One");
-    let old2 = create(&app, &t.id, &token, "Old Two");
-    let held = create(&app, &t.id, &token, "Old Held");
+    let tid = shop.t.id.clone();
+    let old1 = create(&app, &tid, &shop.member, "Old One");
+    let old2 = create(&app, &tid, &shop.member, "Old Two");
+    let held = create(&app, &tid, &shop.member, "Old Held");
     let r = app.request(
         Method::PUT,
-        &format!("{}/legal-hold", visitor_path(&t.id, &held)),
-        Some(&t.admin_token),
+        &format!("{}/legal-hold", visitor_path(&tid, &held)),
+        Some(&shop.t.admin_token),
         Some(&json!({ "active": true, "reason": "tax audit 2025" })),
     );
     assert_eq!(r.status, 200, "{}", r.text);
 
     // A run before the period is over purges nothing.
     app.advance_secs(29 * DAY);
-    run_retention(&app, &t);
+    shop.relogin(&app);
+    let job = run_retention(&app, &shop.t);
+    assert_eq!(job["done"], 0, "{job}");
     for vid in [&old1, &old2, &held] {
-        assert_eq!(get(&app, &t.id, &token, vid).status, 200, "{vid} kept");
+        assert_eq!(get(&app, &tid, &shop.member, vid).status, 200, "{vid} kept");
     }
 
     app.advance_secs(2 * DAY);
-    let fresh = create(&app, &t.id, &token, "Fresh Face");
-    let job = run_retention(&app, &t);
+    shop.relogin(&app);
+    let fresh = create(&app, &tid, &shop.member, "Fresh Face");
+    let job = run_retention(&app, &shop.t);
     assert_eq!(job["done"], 2, "{job}");
 
     for vid in [&old1, &old2] {
         assert_eq!(
-            get(&app, &t.id, &token, vid).problem(404),
+            get(&app, &tid, &shop.member, vid).problem(404),
             "not_found",
             "{vid} purged"
         );
-        let events = erase_events(&app, &t.id, vid);
+        let events = erase_events(&app, &tid, vid);
         assert_eq!(events.len(), 1, "{vid}: {events:?}");
         assert_eq!(events[0].0, "system", "erased by the system");
         assert_eq!(events[0].1.as_deref(), Some("retention"));
     }
     for vid in [&held, &fresh] {
-        let r = get(&app, &t.id, &token, vid);
+        let r = get(&app, &tid, &shop.member, vid);
         assert_eq!(r.status, 200, "{vid} kept: {}", r.text);
-        assert!(erase_events(&app, &t.id, vid).is_empty());
+        assert!(erase_events(&app, &tid, vid).is_empty());
     }
     let r = app.get(
-        &format!("/v1/tenants/{}/visitors?limit=500", t.id),
-        Some(&token),
+        &format!("/v1/tenants/{tid}/visitors?limit=500"),
+        Some(&shop.member),
     );
     let mut listed: Vec<String> = r.json()["items"]
         .as_array()
@@ -183,97 +186,109 @@ e2e!(retention_purges_inactive_visitors_except_held_ones, |app| {
     // Lifting the hold makes the held visitor purgeable on the next run.
     let r = app.request(
         Method::PUT,
-        &format!("{}/legal-hold", visitor_path(&t.id, &held)),
-        Some(&t.admin_token),
+        &format!("{}/legal-hold", visitor_path(&tid, &held)),
+        Some(&shop.t.admin_token),
         Some(&json!({ "active": false })),
     );
     assert_eq!(r.status, 200, "{}", r.text);
-    run_retention(&app, &t);
-    assert_eq!(get(&app, &t.id, &token, &held).problem(404), "not_found");
-    assert_eq!(get(&app, &t.id, &token, &fresh).status, 200);
+    let job = run_retention(&app, &shop.t);
+    assert_eq!(job["done"], 1, "{job}");
+    assert_eq!(
+        get(&app, &tid, &shop.member, &held).problem(404),
+        "not_found"
+    );
+    assert_eq!(get(&app, &tid, &shop.member, &fresh).status, 200);
 });
 
 e2e!(rectification_counts_as_activity, |app| {
-    let t = app.new_tenant("Active shop");
-    let (_, token) = app.tenant_user(&t, Role::TenantMember);
-    assert_eq!(set_retention(&app, &t, json!(30)).status, 200);
-    let touched = create(&app, &t.id, &token, "Touched Tina");
-    let idle = create(&app, &t.id, &token, "Idle Ivan");
-    let before = get(&app, &t.id, &token, &touched).json()["last_activity_at"].clone();
+    let mut shop = Shop::new(&app, "Active shop");
+    let tid = shop.t.id.clone();
+    assert_eq!(set_retention(&app, &shop.t, json!(30)).status, 200);
+    let touched = create(&app, &tid, &shop.member, "Touched Tina");
+    let idle = create(&app, &tid, &shop.member, "Idle Ivan");
+    let before = get(&app, &tid, &shop.member, &touched).json()["last_activity_at"].clone();
 
     app.advance_secs(20 * DAY);
+    shop.relogin(&app);
     let r = app.request(
         Method::PATCH,
-        &visitor_path(&t.id, &touched),
-        Some(&token),
+        &visitor_path(&tid, &touched),
+        Some(&shop.member),
         Some(&json!({ "name": "Touched Tina Renamed" })),
     );
     assert_eq!(r.status, 200, "{}", r.text);
     assert_ne!(r.json()["last_activity_at"], before, "activity refreshed");
 
     app.advance_secs(15 * DAY);
-    run_retention(&app, &t);
-    assert_eq!(get(&app, &t.id, &token, &idle).problem(404), "not_found");
-    let r = get(&app, &t.id, &token, &touched);
+    shop.relogin(&app);
+    let job = run_retention(&app, &shop.t);
+    assert_eq!(job["done"], 1, "{job}");
+    assert_eq!(
+        get(&app, &tid, &shop.member, &idle).problem(404),
+        "not_found"
+    );
+    let r = get(&app, &tid, &shop.member, &touched);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["name"], "Touched Tina Renamed");
 
     // Its last activity was the patch: 30 days after it, it goes too.
     app.advance_secs(16 * DAY);
-    run_retention(&app, &t);
-    assert_eq!(get(&app, &t.id, &token, &touched).problem(404), "not_found");
+    shop.relogin(&app);
+    let job = run_retention(&app, &shop.t);
+    assert_eq!(job["done"], 1, "{job}");
+    assert_eq!(
+        get(&app, &tid, &shop.member, &touched).problem(404),
+        "not_found"
+    );
 });
 
 e2e!(without_retention_nothing_is_purged, |app| {
-    let t = app.new_tenant("Keeping shop");
-    let (_, token) = app.tenant_user(&t, Role::TenantMember);
-    let a = create(&app, &t.id, &token, "Kept Kim");
-    let b = create(&app, &t.id, &token, "Kept Kai");
+    let mut shop = Shop::new(&app, "Keeping shop");
+    let tid = shop.t.id.clone();
+    let a = create(&app, &tid, &shop.member, "Kept Kim");
+    let b = create(&app, &tid, &shop.member, "Kept Kai");
     app.advance_secs(400 * DAY);
-    let job = run_retention(&app, &t);
+    shop.relogin(&app);
+    let job = run_retention(&app, &shop.t);
     assert_eq!(job["done"], 0, "{job}");
     for vid in [&a, &b] {
-        assert_eq!(get(&app, &t.id, &token, vid).status, 200);
-        assert!(erase_events(&app, &t.id, vid).is_empty());
+        assert_eq!(get(&app, &tid, &shop.member, vid).status, 200);
+        assert!(erase_events(&app, &tid, vid).is_empty());
     }
 
     // Set, then cleared again with null: still nothing is purged.
-    assert_eq!(set_retention(&app, &t, json!(30)).status, 200);
-    let r = set_retention(&app, &t, Value::Null);
+    assert_eq!(set_retention(&app, &shop.t, json!(30)).status, 200);
+    let r = set_retention(&app, &shop.t, Value::Null);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["retention_days"], Value::Null);
-    run_retention(&app, &t);
+    let job = run_retention(&app, &shop.t);
+    assert_eq!(job["done"], 0, "{job}");
     for vid in [&a, &b] {
-        assert_eq!(get(&app, &t.id, &token, vid).status, 200);
+        assert_eq!(get(&app, &tid, &shop.member, vid).status, 200);
     }
 });
 
 e2e!(retention_setting_is_validated_and_admin_only, |app| {
-    let t = app.new_tenant("Picky shop");
-    let (_, token) = app.tenant_user(&t, Role::TenantMember);
+    let shop = Shop::new(&app, "Picky shop");
+    let t = &shop.t;
     for bad in [json!(0), json!(-5), json!(3651)] {
-        let r = set_retention(&app, &t, bad.clone());
+        let r = set_retention(&app, t, bad.clone());
         assert_eq!(r.problem(400), "invalid_retention", "{bad}");
     }
-    let r = app.request(
-        Method::PUT,
-        &format!("/v1/tenants/{}/retention", t.id),
-        Some(&t.admin_token),
-        Some(&json!({ "retention_days": "thirty" })),
-    );
+    let r = set_retention(&app, t, json!("thirty"));
     assert_eq!(r.problem(400), "invalid_body");
     // A member may neither set retention nor start a purge.
     let r = app.request(
         Method::PUT,
         &format!("/v1/tenants/{}/retention", t.id),
-        Some(&token),
+        Some(&shop.member),
         Some(&json!({ "retention_days": 30 })),
     );
     assert_eq!(r.problem(403), "forbidden");
     let r = app.request(
         Method::POST,
         &format!("/v1/tenants/{}/retention/run", t.id),
-        Some(&token),
+        Some(&shop.member),
         None,
     );
     assert_eq!(r.problem(403), "forbidden");
@@ -281,6 +296,6 @@ e2e!(retention_setting_is_validated_and_admin_only, |app| {
     let r = app.get(&format!("/v1/tenants/{}", t.id), Some(&t.admin_token));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["retention_days"], Value::Null);
-    assert_eq!(set_retention(&app, &t, json!(3650)).status, 200);
-    assert_eq!(set_retention(&app, &t, json!(1)).status, 200);
+    assert_eq!(set_retention(&app, t, json!(3650)).status, 200);
+    assert_eq!(set_retention(&app, t, json!(1)).status, 200);
 });

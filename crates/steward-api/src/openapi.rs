@@ -5,7 +5,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    api_keys, audit, auth, health, keys, offboarding, retention, tenants, users, visitors,
+    api_keys, audit, auth, health, keys, offboarding, retention, staff_access, tenants, users,
+    visitors,
 };
 
 #[derive(OpenApi)]
@@ -56,6 +57,16 @@ use crate::routes::{
         offboarding::get_offboarding,
         offboarding::export_tenant,
         offboarding::confirm_offboarding,
+        staff_access::create_request,
+        staff_access::list_requests,
+        staff_access::get_request,
+        staff_access::approve,
+        staff_access::deny,
+        staff_access::revoke,
+        staff_access::break_glass_approve,
+        staff_access::staff_access_log,
+        staff_access::list_notices,
+        staff_access::object_notice,
     ),
     components(schemas(crate::problem::Problem)),
     modifiers(&BearerAuth)

@@ -25,6 +25,8 @@ pub struct Access {
     pub purpose: Option<String>,
     pub justification: Option<String>,
     pub grant_id: Option<String>,
+    /// A short non-PII note, e.g. the ticket a staff read was made for.
+    pub detail: Option<String>,
 }
 
 impl Access {
@@ -35,6 +37,7 @@ impl Access {
             purpose: None,
             justification: None,
             grant_id: None,
+            detail: None,
         }
     }
 
@@ -46,6 +49,7 @@ impl Access {
             purpose: None,
             justification: None,
             grant_id: None,
+            detail: None,
         }
     }
 
@@ -73,6 +77,9 @@ impl Access {
         }
         if let Some(g) = &self.grant_id {
             e = e.grant(g.clone());
+        }
+        if let Some(d) = &self.detail {
+            e = e.detail(d.clone());
         }
         e
     }

@@ -9,6 +9,7 @@ pub mod health;
 pub mod keys;
 pub mod offboarding;
 pub mod retention;
+pub mod staff_access;
 pub mod tenants;
 pub mod users;
 pub mod visitors;
@@ -27,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(keys::configure)
             .configure(visitors::configure)
             .configure(retention::configure)
-            .configure(offboarding::configure),
+            .configure(offboarding::configure)
+            .configure(staff_access::configure),
     );
 }

@@ -8,7 +8,7 @@ use steward_store::pagination::PageRequest;
 use steward_visitors::service::Created;
 use steward_visitors::{Access, VisitorInput, VisitorPatch};
 
-use crate::auth::{perm, Authorized};
+use crate::auth::{perm, Authorized, AuthorizedAny};
 use crate::error::ApiResult;
 use crate::request_id;
 use crate::routes::extract;
@@ -189,21 +189,50 @@ pub async fn list_visitors(
     params(("tid" = String, Path, description = "Tenant id"), ("vid" = String, Path, description = "Visitor id")),
     responses((status = 200, description = "The visitor"), (status = 404, body = crate::problem::Problem),
         (status = 410, body = crate::problem::Problem)),
-    security(("bearer" = ["visitors:read"])))]
+    security(("bearer" = ["visitors:read"]), ("bearer" = ["visitors:read_under_grant"])))]
 pub async fn get_visitor(
-    auth: Authorized<perm::VisitorsRead>,
+    auth: AuthorizedAny<perm::VisitorsReadAny>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     let (tid, vid) = path.into_inner();
     ids(&tid, &vid)?;
-    let v = state
-        .visitors
-        .get(&tid, &access(&auth.principal, &req), &vid)
-        .await?;
+    let mut access = access(&auth.principal, &req);
+    if auth.held == steward_core::Permission::VisitorsReadUnderGrant {
+        // Staff: only under an approved grant that covers this visitor, checked now, and the
+        // read is recorded with the grant, the justification and the ticket.
+        let grant_id = req
+            .headers()
+            .get(GRANT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                Error::denied(
+                    "grant_required",
+                    "staff read tenant data only under an approved grant: send Steward-Access-Grant",
+                )
+            })?;
+        let (p, t, v, now) = (
+            auth.principal.clone(),
+            tid.clone(),
+            vid.clone(),
+            state.clock.now().naive_utc(),
+        );
+        let grant = state
+            .store
+            .read(move |c| steward_staff::requests::check_grant(c, &t, &grant_id, &p, &v, now))
+            .await?;
+        access.grant_id = Some(grant.id.clone());
+        access.justification = Some(grant.justification_code.as_str().to_string());
+        access.detail = Some(grant.ticket.clone());
+    }
+    let v = state.visitors.get(&tid, &access, &vid).await?;
     Ok(HttpResponse::Ok().json(v))
 }
+
+/// The header a staff member presents a grant in.
+pub const GRANT_HEADER: &str = "steward-access-grant";
 
 /// Rectify a visitor: absent fields stay, `null` clears, a value replaces.
 #[utoipa::path(patch, path = "/v1/tenants/{tid}/visitors/{vid}", tag = "visitors",

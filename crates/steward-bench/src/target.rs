@@ -1,0 +1,427 @@
+//! The two servers under load, behind one interface: Steward's public API (`/v1/tenants/{tid}/…`,
+//! an API key as bearer) and the baseline (`/tenants/{tid}/…`, no auth). Both receive the same
+//! visitor documents, so a workload is the same sequence of requests against either.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use reqwest::{Client, Method, Request, StatusCode};
+use serde_json::{json, Value};
+
+/// Visitors per `visitors:batch` call, in seeding and in the `import` workload.
+pub const BATCH: usize = 1_000;
+
+/// Which server a target is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Steward,
+    Baseline,
+}
+
+impl Flavor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flavor::Steward => "steward",
+            Flavor::Baseline => "baseline",
+        }
+    }
+}
+
+/// One request kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `POST …/visitors`: one new visitor.
+    Create,
+    /// `GET …/visitors/{vid}` of a seeded visitor (audited by Steward).
+    Read,
+    /// `GET …/visitors?email=` of a seeded visitor.
+    Lookup,
+    /// `PATCH …/visitors/{vid}` of a seeded visitor.
+    Patch,
+    /// `POST …/visitors:batch` with [`BATCH`] new visitors.
+    Import,
+}
+
+/// A small, fast PRNG (SplitMix64): enough to pick ids and operations.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+}
+
+/// What came back from one request.
+#[derive(Debug)]
+pub struct Outcome {
+    pub ok: bool,
+    /// For failures: the status and the start of the body (or the transport error).
+    pub error: Option<String>,
+}
+
+/// A server with a tenant, credentials and seeded visitors, ready to be loaded.
+#[derive(Debug)]
+pub struct Target {
+    pub flavor: Flavor,
+    client: Client,
+    /// `…/tenants/{tid}/visitors`
+    visitors_url: String,
+    bearer: Option<String>,
+    /// Seeded visitors: ids and their e-mails, same order.
+    ids: Vec<String>,
+    emails: Vec<String>,
+    /// Makes every generated e-mail of this run unique.
+    run: String,
+    next_visitor: AtomicU64,
+    next_patch: AtomicU64,
+}
+
+/// The HTTP client every target uses: keep-alive, no proxy, a generous timeout.
+pub fn http_client() -> anyhow::Result<Client> {
+    Client::builder()
+        .timeout(Duration::from_secs(120))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(4096)
+        .no_proxy()
+        .build()
+        .context("building the HTTP client")
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+impl Target {
+    fn new(flavor: Flavor, client: Client, visitors_url: String, bearer: Option<String>) -> Self {
+        Target {
+            flavor,
+            client,
+            visitors_url,
+            bearer,
+            ids: Vec::new(),
+            emails: Vec::new(),
+            run: ulid::Ulid::new().to_string().to_lowercase()[16..].to_string(),
+            next_visitor: AtomicU64::new(0),
+            next_patch: AtomicU64::new(0),
+        }
+    }
+
+    /// The baseline server at `base` (no auth), tenant `tid`.
+    pub fn baseline(client: Client, base: &str, tid: &str) -> Self {
+        Target::new(
+            Flavor::Baseline,
+            client,
+            format!("{}/tenants/{tid}/visitors", base.trim_end_matches('/')),
+            None,
+        )
+    }
+
+    /// Steward at `base`: logs in as the platform admin, creates a tenant with its first
+    /// admin, logs in as that admin and creates an API key — all through the public API.
+    pub async fn steward_setup(
+        client: Client,
+        base: &str,
+        admin_email: &str,
+        admin_password: &str,
+    ) -> anyhow::Result<Self> {
+        let base = base.trim_end_matches('/');
+        let admin = login(&client, base, admin_email, admin_password)
+            .await
+            .context("logging in as the platform admin")?;
+        let suffix = ulid::Ulid::new().to_string().to_lowercase();
+        let owner_email = format!("owner-{suffix}@bench.example");
+        let owner_password = format!("bench passphrase {suffix}");
+        let tenant = post_json(
+            &client,
+            &format!("{base}/v1/tenants"),
+            Some(&admin),
+            &json!({
+                "name": format!("Bench shop {suffix}"),
+                "admin": { "email": owner_email, "password": owner_password },
+            }),
+        )
+        .await
+        .context("creating the tenant")?;
+        let tid = str_field(&tenant, "id")?;
+        let owner = login(&client, base, &owner_email, &owner_password)
+            .await
+            .context("logging in as the tenant admin")?;
+        let key = post_json(
+            &client,
+            &format!("{base}/v1/tenants/{tid}/api-keys"),
+            Some(&owner),
+            &json!({
+                "name": "steward-bench",
+                "scopes": ["visitors:read", "visitors:write", "visitors:erase", "consents:write"],
+            }),
+        )
+        .await
+        .context("creating the API key")?;
+        let secret = str_field(&key, "secret")?;
+        Ok(Target::new(
+            Flavor::Steward,
+            client,
+            format!("{base}/v1/tenants/{tid}/visitors"),
+            Some(secret),
+        ))
+    }
+
+    pub fn seeded(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn email(&self, n: u64) -> String {
+        format!("v{n}.{}@bench.example", self.run)
+    }
+
+    /// The document of the `n`-th new visitor of this run (the same shape for both servers).
+    fn visitor_doc(&self, n: u64) -> Value {
+        json!({
+            "name": format!("Visitor {n}"),
+            "email": self.email(n),
+            "phone": "+44 20 7946 0958",
+            "address": {
+                "line1": format!("{} St James Sq", n % 500 + 1),
+                "city": "London",
+                "postal_code": "SW1Y 4LG",
+                "country": "GB",
+            },
+            "attributes": { "tier": "gold", "orders": n % 50 },
+        })
+    }
+
+    fn take_visitor(&self) -> u64 {
+        self.next_visitor.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn batch_body(&self, count: usize) -> (Value, Vec<String>) {
+        let mut emails = Vec::with_capacity(count);
+        let items: Vec<Value> = (0..count)
+            .map(|_| {
+                let n = self.take_visitor();
+                emails.push(self.email(n));
+                self.visitor_doc(n)
+            })
+            .collect();
+        (json!({ "items": items }), emails)
+    }
+
+    fn request(&self, method: Method, url: &str) -> reqwest::RequestBuilder {
+        let b = self.client.request(method, url);
+        match &self.bearer {
+            Some(token) => b.bearer_auth(token),
+            None => b,
+        }
+    }
+
+    /// Creates `count` visitors through `visitors:batch`, `parallel` calls at a time, and
+    /// remembers their ids and e-mails for the read, lookup and patch operations.
+    pub async fn seed(&mut self, count: usize, parallel: usize) -> anyhow::Result<()> {
+        let mut remaining = count;
+        while remaining > 0 {
+            let mut calls = Vec::new();
+            for _ in 0..parallel.max(1) {
+                if remaining == 0 {
+                    break;
+                }
+                let n = remaining.min(BATCH);
+                remaining -= n;
+                let (body, emails) = self.batch_body(n);
+                let req = self
+                    .request(Method::POST, &format!("{}:batch", self.visitors_url))
+                    .json(&body)
+                    .build()?;
+                calls.push((self.client.execute(req), emails));
+            }
+            for (call, emails) in calls {
+                let resp = call.await.context("seeding: batch request")?;
+                let status = resp.status();
+                let text = resp.text().await.context("seeding: batch response")?;
+                if !status.is_success() {
+                    bail!("seeding: batch create answered {status}: {}", truncate(&text, 500));
+                }
+                let body: Value = serde_json::from_str(&text).context("seeding: batch JSON")?;
+                let items = body
+                    .get("items")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| anyhow!("seeding: batch response has no items"))?;
+                if items.len() != emails.len() {
+                    bail!(
+                        "seeding: sent {} visitors, {} came back",
+                        emails.len(),
+                        items.len()
+                    );
+                }
+                for item in items {
+                    self.ids.push(str_field(item, "id")?);
+                }
+                self.emails.extend(emails);
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the request for `op` (outside the timed section).
+    pub fn prepare(&self, op: Op, rng: &mut Rng) -> anyhow::Result<Request> {
+        let seeded = |rng: &mut Rng| -> anyhow::Result<usize> {
+            if self.ids.is_empty() {
+                bail!("this workload needs seeded visitors (--seed-visitors > 0)");
+            }
+            Ok(rng.below(self.ids.len()))
+        };
+        let req = match op {
+            Op::Create => {
+                let n = self.take_visitor();
+                self.request(Method::POST, &self.visitors_url)
+                    .json(&self.visitor_doc(n))
+            }
+            Op::Read => {
+                let i = seeded(rng)?;
+                self.request(
+                    Method::GET,
+                    &format!("{}/{}", self.visitors_url, self.ids[i]),
+                )
+            }
+            Op::Lookup => {
+                let i = seeded(rng)?;
+                self.request(Method::GET, &self.visitors_url)
+                    .query(&[("email", self.emails[i].as_str())])
+            }
+            Op::Patch => {
+                let i = seeded(rng)?;
+                let k = self.next_patch.fetch_add(1, Ordering::Relaxed);
+                self.request(
+                    Method::PATCH,
+                    &format!("{}/{}", self.visitors_url, self.ids[i]),
+                )
+                .json(&json!({
+                    "name": format!("Renamed {k}"),
+                    "attributes": { "tier": "silver", "orders": k % 50 },
+                }))
+            }
+            Op::Import => {
+                let (body, _) = self.batch_body(BATCH);
+                self.request(Method::POST, &format!("{}:batch", self.visitors_url))
+                    .json(&body)
+            }
+        };
+        req.build().context("building a request")
+    }
+
+    /// Sends `req` and reads the whole response.
+    pub async fn execute(&self, req: Request) -> Outcome {
+        match self.client.execute(req).await {
+            Ok(resp) => {
+                let status = resp.status();
+                let body = resp.bytes().await;
+                match body {
+                    Ok(bytes) if status.is_success() => {
+                        drop(bytes);
+                        Outcome {
+                            ok: true,
+                            error: None,
+                        }
+                    }
+                    Ok(bytes) => Outcome {
+                        ok: false,
+                        error: Some(format!(
+                            "{status}: {}",
+                            truncate(&String::from_utf8_lossy(&bytes), 300)
+                        )),
+                    },
+                    Err(e) => Outcome {
+                        ok: false,
+                        error: Some(format!("{status}, reading the body failed: {e}")),
+                    },
+                }
+            }
+            Err(e) => Outcome {
+                ok: false,
+                error: Some(format!("transport error: {e}")),
+            },
+        }
+    }
+}
+
+fn str_field(v: &Value, name: &str) -> anyhow::Result<String> {
+    v.get(name)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("response has no string `{name}`: {}", truncate(&v.to_string(), 300)))
+}
+
+async fn post_json(
+    client: &Client,
+    url: &str,
+    bearer: Option<&str>,
+    body: &Value,
+) -> anyhow::Result<Value> {
+    let mut b = client.post(url).json(body);
+    if let Some(t) = bearer {
+        b = b.bearer_auth(t);
+    }
+    let resp = b.send().await.with_context(|| format!("POST {url}"))?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    if !status.is_success() {
+        bail!("POST {url} answered {status}: {}", truncate(&text, 500));
+    }
+    serde_json::from_str(&text).with_context(|| format!("POST {url}: response is not JSON"))
+}
+
+async fn login(client: &Client, base: &str, email: &str, password: &str) -> anyhow::Result<String> {
+    let body = post_json(
+        client,
+        &format!("{base}/v1/auth/login"),
+        None,
+        &json!({ "email": email, "password": password }),
+    )
+    .await?;
+    str_field(&body, "access_token")
+}
+
+/// Waits until `GET {base}/healthz` answers 200, or `give_up` says to stop.
+pub async fn wait_healthy(
+    client: &Client,
+    base: &str,
+    timeout: Duration,
+    mut give_up: impl FnMut() -> Option<String>,
+) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(why) = give_up() {
+            bail!("{why}");
+        }
+        if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
+            if r.status() == StatusCode::OK {
+                return Ok(());
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("{base}/healthz did not answer 200 within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
