@@ -241,9 +241,7 @@ pub async fn fixed_rate(
         .await
         .context("in-flight semaphore closed")?;
     let elapsed = start.elapsed();
-    let mut guard = stats
-        .lock()
-        .map_err(|_| anyhow!("stats lock poisoned"))?;
+    let mut guard = stats.lock().map_err(|_| anyhow!("stats lock poisoned"))?;
     let mut out = std::mem::replace(&mut *guard, Stats::new()?);
     out.elapsed = elapsed;
     out.scheduled = Some(scheduled);

@@ -128,15 +128,18 @@ impl Spawned {
         };
         let log_path = spawned.log.clone();
         let child = &mut spawned.child;
-        wait_healthy(client, &spawned.base, Duration::from_secs(120), || {
-            match child.try_wait() {
+        wait_healthy(
+            client,
+            &spawned.base,
+            Duration::from_secs(120),
+            || match child.try_wait() {
                 Ok(Some(status)) => Some(format!(
                     "steward serve exited ({status}) before it was healthy; its log:\n{}",
                     tail(&log_path, 30)
                 )),
                 _ => None,
-            }
-        })
+            },
+        )
         .await?;
         let (email, password) = read_bootstrap_admin(&dir.path)?;
         spawned.admin_email = email;

@@ -260,7 +260,10 @@ impl Target {
                 let status = resp.status();
                 let text = resp.text().await.context("seeding: batch response")?;
                 if !status.is_success() {
-                    bail!("seeding: batch create answered {status}: {}", truncate(&text, 500));
+                    bail!(
+                        "seeding: batch create answered {status}: {}",
+                        truncate(&text, 500)
+                    );
                 }
                 let body: Value = serde_json::from_str(&text).context("seeding: batch JSON")?;
                 let items = body
@@ -369,7 +372,12 @@ fn str_field(v: &Value, name: &str) -> anyhow::Result<String> {
     v.get(name)
         .and_then(Value::as_str)
         .map(str::to_string)
-        .ok_or_else(|| anyhow!("response has no string `{name}`: {}", truncate(&v.to_string(), 300)))
+        .ok_or_else(|| {
+            anyhow!(
+                "response has no string `{name}`: {}",
+                truncate(&v.to_string(), 300)
+            )
+        })
 }
 
 async fn post_json(
