@@ -851,11 +851,10 @@ e2e!(bootstrap_admin_is_made_once_with_a_private_file, |app| {
 
 /// The bootstrap file tells the operator to disable the bootstrap admin once they have staff of
 /// their own. If later no active platform admin is left, `ensure_bootstrap_admin` (run by every
-/// `steward serve`) tries to insert a second `admin@steward.local`, hits the unique e-mail
-/// index, and fails: the server refuses to start. It should re-enable/reset the existing
-/// bootstrap account (or pick a fresh e-mail) instead.
+/// `steward serve`) must still provide a way in: it revives the bootstrap account with a new
+/// password instead of inserting a duplicate e-mail (which the unique index would refuse and
+/// leave the server unable to start).
 #[test]
-#[ignore = "bug: ensure_bootstrap_admin fails (email_taken) when the bootstrap admin is disabled"]
 fn bootstrap_after_the_bootstrap_admin_was_disabled() {
     let app = TestApp::spawn(common::Backend::Sqlite).unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -348,6 +348,10 @@ fn assert_no_plaintext(app: &TestApp, canaries: &[&str], control: &str, step: &s
         scanned > 50,
         "sanity: the tables were read ({scanned} values)"
     );
+    assert!(
+        control_found,
+        "{step}: sanity: the control {control} is found in the tables"
+    );
 }
 
 /// The JSON text of a response must not hold any of `canaries` (any ASCII case).

@@ -46,7 +46,15 @@ pub fn ensure_bootstrap_admin(
     .and_then(|()| file.sync_all())
     .map_err(Error::internal)?;
     let row = users::new_row(None, EMAIL.to_string(), hash, Role::PlatformAdmin, now)?;
-    let created = store.write_blocking(move |c| users::insert(c, &row));
+    // If the bootstrap account exists (disabled, or demoted), it is revived with the new
+    // password rather than duplicated: the e-mail is unique among staff.
+    let created = store.write_blocking(move |c| {
+        let existing = users::find_any_by_email(c, EMAIL, users::PLATFORM_SCOPE)?;
+        match existing {
+            Some(u) => users::reactivate_as(c, &u.id, Role::PlatformAdmin, &row.password_hash, now),
+            None => users::insert(c, &row),
+        }
+    });
     if let Err(e) = created {
         let _ = std::fs::remove_file(&path);
         return Err(e);

@@ -39,12 +39,16 @@ impl LoginService {
         tenant_id: Option<&str>,
         address: &str,
     ) -> Result<UserRow> {
+        let address_key = format!("ip:{address}");
+        // The address is throttled before anything else, malformed e-mails included: every
+        // attempt costs an argon2 verification, which must not be free to repeat.
         let Ok(email) = users::normalize_email(email) else {
+            self.limiter.check("acct:-", &address_key)?;
             self.hasher.verify_dummy(password);
+            self.limiter.record_failure("acct:-", &address_key);
             return Err(INVALID);
         };
         let account_key = format!("acct:{email}");
-        let address_key = format!("ip:{address}");
         self.limiter.check(&account_key, &address_key)?;
         let scope = tenant_id.map(str::to_string);
         let lookup = email.clone();

@@ -240,6 +240,40 @@ pub fn count_active_with_role(conn: &mut DbConnection, role: Role) -> Result<i64
         .get_result(conn)?)
 }
 
+/// The user with this e-mail in a scope, whatever its status.
+pub fn find_any_by_email(
+    conn: &mut DbConnection,
+    email: &str,
+    scope: &str,
+) -> Result<Option<UserRow>> {
+    Ok(users::table
+        .filter(users::email.eq(email))
+        .filter(users::email_scope.eq(scope))
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Re-enables a user with a role and a new password hash (the bootstrap admin's recovery).
+pub fn reactivate_as(
+    conn: &mut DbConnection,
+    id: &str,
+    role: Role,
+    password_hash: &str,
+    now: NaiveDateTime,
+) -> Result<()> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::status.eq(UserStatus::Active.as_str()),
+            users::role.eq(role.as_str()),
+            users::password_hash.eq(password_hash),
+            users::disabled_at.eq(None::<NaiveDateTime>),
+            users::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Disables every user of a tenant (offboarding).
 pub fn disable_all_for_tenant(
     conn: &mut DbConnection,
