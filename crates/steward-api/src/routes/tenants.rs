@@ -134,16 +134,18 @@ pub async fn create_tenant(
     };
     let now = state.clock.now().naive_utc();
     let kek = state.keys.kek_arc();
-    let event = steward_audit::NewEvent::new(
-        "tenant.create",
-        steward_audit::Actor::from_principal(&auth.principal),
-        steward_audit::Target::kind("tenant"),
-    )
-    .request_id(crate::request_id::of(&req));
+    let actor = steward_audit::Actor::from_principal(&auth.principal);
+    let request_id = crate::request_id::of(&req);
     let created = state
         .store
         .write(move |conn| {
             let tenant = tenants::create(conn, kek.as_ref(), name, now)?;
+            let event = steward_audit::NewEvent::new(
+                "tenant.create",
+                actor,
+                steward_audit::Target::record("tenant", tenant.id.clone()),
+            )
+            .request_id(request_id);
             let mut events = vec![event.clone()];
             if let Some(mut admin) = admin {
                 admin.tenant_id = Some(tenant.id.clone());
