@@ -18,6 +18,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
+use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::{anyhow, Context};
 use chrono::{NaiveDateTime, Utc};
@@ -239,10 +240,10 @@ impl From<r2d2::Error> for Failure {
 }
 
 fn respond(
-    result: Result<Result<HttpResponse, Failure>, actix_web::error::BlockingError>,
+    result: Result<Result<(StatusCode, Value), Failure>, actix_web::error::BlockingError>,
 ) -> HttpResponse {
     match result {
-        Ok(Ok(r)) => r,
+        Ok(Ok((status, body))) => HttpResponse::build(status).json(body),
         Ok(Err(Failure::NotFound)) => HttpResponse::NotFound().json(json!({"error": "not found"})),
         Ok(Err(Failure::BadRequest(m))) => HttpResponse::BadRequest().json(json!({"error": m})),
         Ok(Err(Failure::Internal(m))) => {
@@ -266,7 +267,7 @@ async fn create(
             write_tx(&mut conn, |c| {
                 diesel::insert_into(bv::table).values(&row).execute(c)
             })?;
-            Ok(HttpResponse::Created().json(render(&row)))
+            Ok((StatusCode::CREATED, render(&row)))
         })
         .await,
     )
@@ -299,7 +300,10 @@ async fn import(
                 Ok(())
             })?;
             let ids: Vec<Value> = rows.iter().map(|r| json!({ "id": r.id })).collect();
-            Ok(HttpResponse::Created().json(json!({ "count": ids.len(), "items": ids })))
+            Ok((
+                StatusCode::CREATED,
+                json!({ "count": ids.len(), "items": ids }),
+            ))
         })
         .await,
     )
@@ -315,7 +319,7 @@ async fn get(pool: web::Data<Pool>, path: web::Path<(String, String)>) -> HttpRe
                 .filter(bv::id.eq(&vid))
                 .select(Row::as_select())
                 .first(&mut *conn)?;
-            Ok(HttpResponse::Ok().json(render(&row)))
+            Ok((StatusCode::OK, render(&row)))
         })
         .await,
     )
@@ -345,7 +349,10 @@ async fn lookup(
                 .limit(100)
                 .load(&mut *conn)?;
             let items: Vec<Value> = rows.iter().map(render).collect();
-            Ok(HttpResponse::Ok().json(json!({ "items": items, "next_cursor": null })))
+            Ok((
+                StatusCode::OK,
+                json!({ "items": items, "next_cursor": null }),
+            ))
         })
         .await,
     )
@@ -392,8 +399,11 @@ async fn patch(
                     .execute(c)?;
                 Ok(row)
             })?;
-            Ok(HttpResponse::Ok()
-                .json(json!({ "id": row.id, "updated_at": row.updated_at.and_utc().to_rfc3339() })))
+            let updated_at = row.updated_at.and_utc().to_rfc3339();
+            Ok((
+                StatusCode::OK,
+                json!({ "id": row.id, "updated_at": updated_at }),
+            ))
         })
         .await,
     )
