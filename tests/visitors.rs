@@ -502,6 +502,26 @@ e2e!(lifecycle_never_stores_plaintext, |app| {
     let r = lookup_email(&app, &tid, &token, &format!("other-{tag}@example.com"));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["items"], json!([]));
+    // By phone, written another way (00 prefix, spaces, dashes, parentheses).
+    let phone_variant = format!(
+        "00{} ({}) {}-{}",
+        &digits[..2],
+        &digits[2..5],
+        &digits[5..9],
+        &digits[9..]
+    );
+    let r = app.get(
+        &format!(
+            "{}?phone={}",
+            visitors_path(&tid),
+            urlencode(&phone_variant)
+        ),
+        Some(&token),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let items = r.json()["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 1, "exactly the one visitor: {items:?}");
+    assert_eq!(items[0]["id"], vid.as_str());
     assert_no_plaintext(&app, &canaries, &tid, "after lookup");
 
     // Rectify the name only.
@@ -950,6 +970,28 @@ e2e!(idempotency_key_makes_retries_safe, |app| {
     let r = create_with_key(&app, &t.id, &token, &"k".repeat(129), &body);
     assert_eq!(r.problem(400), "invalid_idempotency_key");
     assert_eq!(visitor_rows(&app, &t.id), 2);
+
+    // Retries that race each other: one visitor, every answer names it.
+    let key = format!("race-{}", unique());
+    let body = json!({ "name": "Racing Rachel", "email": "rachel@example.com" });
+    let answers: Vec<Response> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| create_with_key(&app, &t.id, &token, &key, &body)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for r in &answers {
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let ids: std::collections::BTreeSet<String> =
+        answers.iter().map(|r| id_of(&r.json())).collect();
+    assert_eq!(ids.len(), 1, "one visitor: {ids:?}");
+    let fresh = answers
+        .iter()
+        .filter(|r| r.header("Idempotent-Replayed").is_none())
+        .count();
+    assert_eq!(fresh, 1, "exactly one answer is the original");
+    assert_eq!(visitor_rows(&app, &t.id), 3);
 });
 
 // ---------------------------------------------------------------------------------------------

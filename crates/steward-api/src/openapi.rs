@@ -5,8 +5,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    api_keys, audit, auth, health, keys, offboarding, retention, staff_access, tenants, users,
-    visitors,
+    api_keys, audit, auth, health, keys, offboarding, retention, staff_access, tenants, transfers,
+    users, visitors,
 };
 
 #[derive(OpenApi)]
@@ -67,6 +67,19 @@ use crate::routes::{
         staff_access::staff_access_log,
         staff_access::list_notices,
         staff_access::object_notice,
+        transfers::create_subprocessor,
+        transfers::list_subprocessors,
+        transfers::get_subprocessor,
+        transfers::issue_credentials,
+        transfers::create_authorization,
+        transfers::list_authorizations,
+        transfers::revoke_authorization,
+        transfers::list_transfers,
+        transfers::tenant_erasure_notices,
+        transfers::pull_visitors,
+        transfers::pull_visitor,
+        transfers::my_erasure_notices,
+        transfers::ack_erasure_notice,
     ),
     components(schemas(crate::problem::Problem)),
     modifiers(&BearerAuth)

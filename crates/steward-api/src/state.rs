@@ -13,9 +13,10 @@ use steward_store::keys::KeyService;
 use steward_store::pool::PoolOptions;
 use steward_store::reencrypt::{ReencryptJob, ReencryptTarget};
 use steward_store::{platform_keys, Store};
+use steward_transfers::erasure::TransferHooks;
 use steward_visitors::reencrypt::VisitorReencryption;
 use steward_visitors::retention::RetentionJob;
-use steward_visitors::VisitorService;
+use steward_visitors::{VisitorHooks, VisitorService};
 
 use crate::config::Config;
 use crate::master_key::{self, KekOrigin};
@@ -110,13 +111,19 @@ impl AppState {
         }
         let kek: Arc<dyn KekProvider> = Arc::new(loaded.kek);
         let keys = KeyService::new(kek, KEY_CACHE_CAPACITY);
-        let visitors = VisitorService::new(store.clone(), keys.clone(), clock.clone());
+        let hooks: Arc<dyn VisitorHooks> = Arc::new(TransferHooks);
+        let visitors = VisitorService::new(store.clone(), keys.clone(), clock.clone())
+            .with_hooks(hooks.clone());
         let checkpoints = Arc::new(load_checkpoint_signer(
             &store,
             keys.kek_arc(),
             clock.as_ref(),
         )?);
-        let jobs = JobRunner::new(store.clone(), clock.clone(), job_handlers(&keys, &clock));
+        let jobs = JobRunner::new(
+            store.clone(),
+            clock.clone(),
+            job_handlers(&keys, &clock, hooks),
+        );
         let tokens = Arc::new(signing::load_or_create_issuer(
             &store,
             keys.kek_arc(),
@@ -196,9 +203,14 @@ fn reencrypt_targets() -> Vec<Arc<dyn ReencryptTarget>> {
     vec![Arc::new(VisitorReencryption)]
 }
 
-fn job_handlers(keys: &KeyService, clock: &Arc<dyn Clock>) -> Vec<Arc<dyn JobHandler>> {
+fn job_handlers(
+    keys: &KeyService,
+    clock: &Arc<dyn Clock>,
+    hooks: Arc<dyn VisitorHooks>,
+) -> Vec<Arc<dyn JobHandler>> {
     vec![
         Arc::new(ReencryptJob::new(keys.clone(), reencrypt_targets())),
-        Arc::new(RetentionJob::new(clock.clone(), Vec::new())),
+        // Retention erasures notify subprocessors like any other erasure.
+        Arc::new(RetentionJob::new(clock.clone(), vec![hooks])),
     ]
 }

@@ -305,7 +305,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         let stats = run_one(&steward, workload, &cli).await?;
         let rss = spawned.as_ref().map(|s| s.rss.window_peak_mb());
-        report.push(RunResult::new(workload, "steward", &stats, rss));
+        report.push(RunResult::new(
+            workload,
+            steward.flavor.as_str(),
+            &stats,
+            rss,
+        ));
         if let Some(b) = &baseline_target {
             tokio::time::sleep(cli.pause).await;
             eprintln!(
@@ -314,7 +319,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cli.duration
             );
             let stats = run_one(b, workload, &cli).await?;
-            report.push(RunResult::new(workload, "baseline", &stats, None));
+            report.push(RunResult::new(workload, b.flavor.as_str(), &stats, None));
         }
     }
     report.finish(

@@ -204,6 +204,7 @@ permissions! {
     NoticesRead => "notices:read", Tenant, true;
     IncidentsManage => "incidents:manage", Platform, false;
     SubprocessorPull => "subprocessor:pull", Tenant, false;
+    SubprocessorNotices => "subprocessor:notices", Platform, false;
 }
 
 impl fmt::Display for Permission {

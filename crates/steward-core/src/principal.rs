@@ -44,7 +44,10 @@ impl Principal {
             PrincipalKind::ApiKey => {
                 permission.grantable_to_api_key() && self.scopes.contains(&permission)
             }
-            PrincipalKind::Subprocessor => permission == Permission::SubprocessorPull,
+            PrincipalKind::Subprocessor => matches!(
+                permission,
+                Permission::SubprocessorPull | Permission::SubprocessorNotices
+            ),
         }
     }
 

@@ -143,8 +143,15 @@ fn upsert_recipients(
 ) -> Result<()> {
     for chunk in sent.chunks(CHUNK) {
         let ids: Vec<&str> = chunk.iter().map(|(v, _)| v.as_str()).collect();
+        let (Some(lo), Some(hi)) = (ids.iter().min(), ids.iter().max()) else {
+            continue;
+        };
+        // The id range first: whatever plan the database picks, each row is tested against
+        // the list only inside the page's range (a page is a contiguous run of ids).
         let existing: HashMap<String, String> = recips::table
             .filter(recips::tenant_id.eq(tenant_id))
+            .filter(recips::visitor_id.ge(*lo))
+            .filter(recips::visitor_id.le(*hi))
             .filter(recips::subprocessor_id.eq(subprocessor_id))
             .filter(recips::visitor_id.eq_any(&ids))
             .select((recips::visitor_id, recips::fields))
@@ -182,6 +189,8 @@ fn upsert_recipients(
             diesel::update(
                 recips::table
                     .filter(recips::tenant_id.eq(tenant_id))
+                    .filter(recips::visitor_id.ge(*lo))
+                    .filter(recips::visitor_id.le(*hi))
                     .filter(recips::subprocessor_id.eq(subprocessor_id))
                     .filter(recips::visitor_id.eq_any(&vids)),
             )

@@ -139,8 +139,14 @@ pub fn withdrawn_among(
 ) -> Result<HashSet<String>> {
     let mut latest: HashMap<String, (i64, String)> = HashMap::new();
     for chunk in visitor_ids.chunks(500) {
+        let (Some(lo), Some(hi)) = (chunk.iter().min(), chunk.iter().max()) else {
+            continue;
+        };
+        // The id range first (see `ledger::upsert_recipients`).
         let rows: Vec<(String, i64, String)> = consents::table
             .filter(consents::tenant_id.eq(tenant_id))
+            .filter(consents::visitor_id.ge(*lo))
+            .filter(consents::visitor_id.le(*hi))
             .filter(consents::purpose.eq(purpose))
             .filter(consents::visitor_id.eq_any(chunk))
             .select((consents::visitor_id, consents::seq, consents::status))

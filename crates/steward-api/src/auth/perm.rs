@@ -51,6 +51,7 @@ markers!(
     NoticesRead,
     IncidentsManage,
     SubprocessorPull,
+    SubprocessorNotices,
 );
 
 /// A set of permissions any one of which suffices (a route two kinds of principal may use,

@@ -11,6 +11,7 @@ pub mod offboarding;
 pub mod retention;
 pub mod staff_access;
 pub mod tenants;
+pub mod transfers;
 pub mod users;
 pub mod visitors;
 
@@ -29,6 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(visitors::configure)
             .configure(retention::configure)
             .configure(offboarding::configure)
-            .configure(staff_access::configure),
+            .configure(staff_access::configure)
+            .configure(transfers::configure),
     );
 }
