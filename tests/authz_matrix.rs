@@ -191,12 +191,15 @@ impl Caller {
     }
 
     /// The matrix, restated: a role's permissions; an API key's scopes that may be granted to
-    /// keys at all; a subprocessor's single permission.
+    /// keys at all; a subprocessor's two: pulling, and its erasure notices.
     fn holds(&self, p: Permission) -> bool {
         match &self.who {
             Who::Staff(r) | Who::Tenant(r) => r.allows(p),
             Who::ApiKey(scopes) => p.grantable_to_api_key() && scopes.contains(&p),
-            Who::Subprocessor => p == Permission::SubprocessorPull,
+            Who::Subprocessor => matches!(
+                p,
+                Permission::SubprocessorPull | Permission::SubprocessorNotices
+            ),
         }
     }
 }
