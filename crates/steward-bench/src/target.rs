@@ -95,7 +95,9 @@ pub struct Target {
 pub fn http_client() -> anyhow::Result<Client> {
     Client::builder()
         .timeout(Duration::from_secs(120))
-        .pool_idle_timeout(Duration::from_secs(90))
+        // Below actix-web's 5 s keep-alive: a pooled connection the server already closed (idle
+        // while the other server was under load) is never reused.
+        .pool_idle_timeout(Duration::from_secs(3))
         .pool_max_idle_per_host(4096)
         .no_proxy()
         .build()
@@ -362,10 +364,22 @@ impl Target {
             }
             Err(e) => Outcome {
                 ok: false,
-                error: Some(format!("transport error: {e}")),
+                error: Some(format!("transport error: {}", chain(&e))),
             },
         }
     }
+}
+
+/// An error and its sources, `: `-separated (reqwest's own message hides the cause).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 fn str_field(v: &Value, name: &str) -> anyhow::Result<String> {
