@@ -1,6 +1,8 @@
 //! End-to-end: the foundation — problem details for bad input, tenants, health, metrics,
 //! OpenAPI. Each test runs on SQLite and on PostgreSQL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use serde_json::json;

@@ -2,6 +2,8 @@
 //! creates, lookups, reads, bad input and errors carrying the canary, and its whole log output
 //! is searched for it afterwards.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Read};

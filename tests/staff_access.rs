@@ -1,5 +1,7 @@
 //! End-to-end: justified, time-boxed staff access (Access Transparency + Lockbox).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use chrono::Duration;

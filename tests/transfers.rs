@@ -1,6 +1,8 @@
 //! End-to-end: subprocessors and onward transfers — registry, objection, authorization,
 //! scoped pulls, the ledger, the visitor's recipients, erasure notices.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use serde_json::{json, Value};
