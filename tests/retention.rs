@@ -299,3 +299,28 @@ e2e!(retention_setting_is_validated_and_admin_only, |app| {
     assert_eq!(set_retention(&app, t, json!(3650)).status, 200);
     assert_eq!(set_retention(&app, t, json!(1)).status, 200);
 });
+
+// The server's hourly timer queues one purge per tenant with a retention period, never two.
+e2e!(retention_timer_queues_one_purge_per_tenant, |app| {
+    let t = app.new_tenant("Timed Shop");
+    let _untimed = app.new_tenant("Keeps Everything");
+    let r = app.request(
+        reqwest::Method::PUT,
+        &format!("/v1/tenants/{}/retention", t.id),
+        Some(&t.admin_token),
+        Some(&serde_json::json!({"retention_days": 30})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let now = steward_core::Clock::now(app.state.clock.as_ref()).naive_utc();
+    let queued = steward_visitors::retention::schedule_due(&app.state.store, now).unwrap();
+    assert_eq!(queued, 1);
+    // Already queued (or running): not queued again.
+    let again = steward_visitors::retention::schedule_due(&app.state.store, now).unwrap();
+    assert!(again <= 1);
+    app.state.jobs.run_pending().unwrap();
+    let after = steward_visitors::retention::schedule_due(&app.state.store, now).unwrap();
+    assert_eq!(
+        after, 1,
+        "once the purge ran, the next tick queues the next one"
+    );
+});

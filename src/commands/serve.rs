@@ -34,10 +34,35 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         config.data_dir.display(),
         state.store.url()
     );
+    spawn_retention_timer(&state)?;
     actix_web::rt::System::new().block_on(async move {
         let server = steward_api::server::start(listener, state, workers)?;
         server.await
     })?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// How often tenants' retention purges are queued.
+const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Queues every tenant's retention purge once an hour (and once at start); the job worker runs
+/// them.
+fn spawn_retention_timer(state: &AppState) -> std::io::Result<()> {
+    let state = state.clone();
+    std::thread::Builder::new()
+        .name("steward-retention".into())
+        .spawn(move || loop {
+            let now = steward_core::Clock::now(state.clock.as_ref()).naive_utc();
+            match steward_visitors::retention::schedule_due(&state.store, now) {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(queued = n, "retention purges queued");
+                    state.jobs.notify();
+                }
+                Err(e) => tracing::error!(error = %e, "could not queue retention purges"),
+            }
+            std::thread::sleep(RETENTION_EVERY);
+        })?;
     Ok(())
 }

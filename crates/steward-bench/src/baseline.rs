@@ -8,7 +8,8 @@
 //! Routes (`{tid}` is any string; nothing checks it beyond filtering on it):
 //! `POST /tenants/{tid}/visitors`, `POST /tenants/{tid}/visitors:batch` (`{items:[…]}`, one
 //! transaction), `GET /tenants/{tid}/visitors/{vid}`, `GET /tenants/{tid}/visitors?email=`,
-//! `PATCH /tenants/{tid}/visitors/{vid}` (top-level keys of the body replace the stored ones,
+//! `GET /tenants/{tid}/visitors?limit=&cursor=` (a page of whole documents by id — the `pull`
+//! workload's counterpart), `PATCH /tenants/{tid}/visitors/{vid}` (top-level keys of the body replace the stored ones,
 //! `null` removes one — Steward's rectification semantics — read and write in one
 //! transaction).
 
@@ -326,18 +327,50 @@ async fn get(pool: web::Data<Pool>, path: web::Path<(String, String)>) -> HttpRe
 }
 
 #[derive(Deserialize)]
-struct LookupQuery {
+struct ListQuery {
     email: Option<String>,
+    // `purpose` (sent by the bench's pulls) is ignored: there are no authorizations here.
+    limit: Option<i64>,
+    cursor: Option<String>,
 }
 
-async fn lookup(
+/// `?email=`: find by e-mail; otherwise a page of whole documents by id after `cursor`.
+async fn list(
     pool: web::Data<Pool>,
     path: web::Path<String>,
-    query: web::Query<LookupQuery>,
+    query: web::Query<ListQuery>,
 ) -> HttpResponse {
     let tid = path.into_inner();
-    let Some(email) = query.into_inner().email else {
-        return HttpResponse::BadRequest().json(json!({"error": "email is required"}));
+    let q = query.into_inner();
+    let Some(email) = q.email else {
+        let limit = q
+            .limit
+            .unwrap_or(BATCH_MAX as i64)
+            .clamp(1, BATCH_MAX as i64);
+        return respond(
+            web::block(move || {
+                let mut conn = pool.get()?;
+                let mut query = bv::table
+                    .filter(bv::tenant_id.eq(&tid))
+                    .select(Row::as_select())
+                    .order(bv::id.asc())
+                    .limit(limit)
+                    .into_boxed();
+                if let Some(c) = q.cursor {
+                    query = query.filter(bv::id.gt(c));
+                }
+                let rows: Vec<Row> = query.load(&mut *conn)?;
+                let next = (rows.len() as i64 == limit)
+                    .then(|| rows.last().map(|r| r.id.clone()))
+                    .flatten();
+                let items: Vec<Value> = rows.iter().map(render).collect();
+                Ok((
+                    StatusCode::OK,
+                    json!({ "items": items, "next_cursor": next }),
+                ))
+            })
+            .await,
+        );
     };
     respond(
         web::block(move || {
@@ -449,7 +482,7 @@ impl Baseline {
                             .service(
                                 web::resource("/tenants/{tid}/visitors")
                                     .route(web::post().to(create))
-                                    .route(web::get().to(lookup)),
+                                    .route(web::get().to(list)),
                             )
                             .service(
                                 web::resource("/tenants/{tid}/visitors/{vid}")

@@ -8,7 +8,7 @@ use anyhow::{anyhow, Context};
 use hdrhistogram::Histogram;
 use tokio::sync::Semaphore;
 
-use crate::target::{Op, Outcome, Rng, Target, BATCH};
+use crate::target::{Op, Outcome, Rng, Target};
 
 /// How many failure messages a run keeps for the report.
 const ERROR_SAMPLES: usize = 5;
@@ -27,15 +27,19 @@ pub enum Workload {
     Mixed,
     /// Batch create, 1,000 visitors per call.
     Import,
+    /// A subprocessor pulling pages of 1,000 visitors (each page starts after a random seeded
+    /// visitor).
+    Pull,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 5] = [
+    pub const ALL: [Workload; 6] = [
         Workload::Create,
         Workload::Read,
         Workload::Lookup,
         Workload::Mixed,
         Workload::Import,
+        Workload::Pull,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +49,7 @@ impl Workload {
             Workload::Lookup => "lookup",
             Workload::Mixed => "mixed",
             Workload::Import => "import",
+            Workload::Pull => "pull",
         }
     }
 
@@ -54,6 +59,7 @@ impl Workload {
             Workload::Read => Op::Read,
             Workload::Lookup => Op::Lookup,
             Workload::Import => Op::Import,
+            Workload::Pull => Op::Pull,
             Workload::Mixed => match rng.below(200) {
                 0..160 => Op::Read,
                 160..175 => Op::Create,
@@ -63,12 +69,9 @@ impl Workload {
         }
     }
 
-    /// Visitors written by one successful request (for `visitors/s`).
-    pub fn items_per_request(self) -> Option<u64> {
-        match self {
-            Workload::Import => Some(BATCH as u64),
-            _ => None,
-        }
+    /// Whether the report shows visitors/s (requests carrying many visitors).
+    pub fn counts_visitors(self) -> bool {
+        matches!(self, Workload::Import | Workload::Pull)
     }
 }
 
@@ -79,6 +82,8 @@ pub struct Stats {
     pub hist: Histogram<u64>,
     pub requests: u64,
     pub errors: u64,
+    /// Visitors carried by successful `import`/`pull` responses.
+    pub visitors: u64,
     pub error_samples: Vec<String>,
     /// From the first request to the last completion.
     pub elapsed: Duration,
@@ -93,6 +98,7 @@ impl Stats {
                 .map_err(|e| anyhow!("histogram: {e}"))?,
             requests: 0,
             errors: 0,
+            visitors: 0,
             error_samples: Vec::new(),
             elapsed: Duration::ZERO,
             scheduled: None,
@@ -103,6 +109,7 @@ impl Stats {
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         self.hist.saturating_record(us.max(1));
         self.requests += 1;
+        self.visitors += outcome.visitors();
         if !outcome.ok {
             self.errors += 1;
             if let Some(e) = outcome.error {
@@ -119,6 +126,7 @@ impl Stats {
             .map_err(|e| anyhow!("merging histograms: {e}"))?;
         self.requests += other.requests;
         self.errors += other.errors;
+        self.visitors += other.visitors;
         for e in other.error_samples {
             if self.error_samples.len() < ERROR_SAMPLES {
                 self.error_samples.push(e);
@@ -137,6 +145,15 @@ impl Stats {
     }
 
     /// Latency at `q` (0–100), in milliseconds.
+    pub fn visitors_per_s(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.visitors as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
     pub fn percentile_ms(&self, q: f64) -> f64 {
         if self.hist.is_empty() {
             return 0.0;
@@ -179,7 +196,7 @@ pub async fn closed_loop(
             while Instant::now() < deadline {
                 let req = target.prepare(workload.pick(&mut rng), &mut rng)?;
                 let sent = Instant::now();
-                let outcome = target.execute(req).await;
+                let outcome = target.execute(req, workload.counts_visitors()).await;
                 stats.record(sent.elapsed(), outcome);
             }
             anyhow::Ok(stats)
@@ -225,7 +242,7 @@ pub async fn fixed_rate(
         let target = target.clone();
         let stats = stats.clone();
         tokio::spawn(async move {
-            let outcome = target.execute(req).await;
+            let outcome = target.execute(req, workload.counts_visitors()).await;
             let latency = due.elapsed();
             if let Ok(mut s) = stats.lock() {
                 s.record(latency, outcome);

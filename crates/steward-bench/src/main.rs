@@ -30,6 +30,7 @@ enum WorkloadArg {
     Lookup,
     Mixed,
     Import,
+    Pull,
     All,
 }
 
@@ -41,6 +42,7 @@ impl WorkloadArg {
             WorkloadArg::Lookup => vec![Workload::Lookup],
             WorkloadArg::Mixed => vec![Workload::Mixed],
             WorkloadArg::Import => vec![Workload::Import],
+            WorkloadArg::Pull => vec![Workload::Pull],
             WorkloadArg::All => Workload::ALL.to_vec(),
         }
     }
@@ -241,6 +243,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     eprintln!("setting up a tenant, its admin and an API key through the API …");
     let mut steward =
         Target::steward_setup(client.clone(), &base, &admin_email, &admin_password).await?;
+    let mut workloads = cli.workload.workloads();
+    if !steward.can_pull() {
+        if cli.workload == WorkloadArg::Pull {
+            bail!("the pull workload needs a subprocessor, and setting one up failed (above)");
+        }
+        if workloads.contains(&Workload::Pull) {
+            eprintln!(
+                "skipping the pull workload: no subprocessor (this Steward has no registry?)"
+            );
+            workloads.retain(|w| *w != Workload::Pull);
+        }
+    }
     eprintln!("seeding {} visitors into Steward …", cli.seed_visitors);
     let t = std::time::Instant::now();
     steward.seed(cli.seed_visitors, 2).await?;
@@ -293,13 +307,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         load_start,
     );
 
-    for workload in cli.workload.workloads() {
+    for workload in workloads {
         tokio::time::sleep(cli.pause).await;
         eprintln!(
             "running {} against steward for {:?} …",
             workload.as_str(),
             cli.duration
         );
+        if workload == Workload::Pull {
+            steward.refresh_pull_token().await?;
+        }
         if let Some(s) = &spawned {
             s.rss.reset();
         }

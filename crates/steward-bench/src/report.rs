@@ -19,7 +19,7 @@ pub struct RunResult {
     pub elapsed_s: f64,
     /// Successful requests per second.
     pub throughput_rps: f64,
-    /// `import`: visitors written per second.
+    /// `import`: visitors written per second; `pull`: visitors received per second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub visitors_per_s: Option<f64>,
     pub p50_ms: f64,
@@ -49,7 +49,7 @@ impl RunResult {
             scheduled: stats.scheduled,
             elapsed_s: stats.elapsed.as_secs_f64(),
             throughput_rps: rps,
-            visitors_per_s: workload.items_per_request().map(|n| rps * n as f64),
+            visitors_per_s: workload.counts_visitors().then(|| stats.visitors_per_s()),
             p50_ms: stats.percentile_ms(50.0),
             p90_ms: stats.percentile_ms(90.0),
             p99_ms: stats.percentile_ms(99.0),

@@ -3,6 +3,7 @@
 //! visitor documents, so a workload is the same sequence of requests against either.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
@@ -11,6 +12,10 @@ use serde_json::{json, Value};
 
 /// Visitors per `visitors:batch` call, in seeding and in the `import` workload.
 pub const BATCH: usize = 1_000;
+/// Visitors per page in the `pull` workload (Steward's maximum).
+pub const PULL_PAGE: usize = 1_000;
+/// The purpose the bench's subprocessor is authorized for.
+const PULL_PURPOSE: &str = "fulfillment";
 
 /// Which server a target is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +46,9 @@ pub enum Op {
     Patch,
     /// `POST …/visitors:batch` with [`BATCH`] new visitors.
     Import,
+    /// A subprocessor's page of [`PULL_PAGE`] visitors (Steward:
+    /// `GET /v1/subprocessor/tenants/{tid}/visitors`), starting after a random seeded visitor.
+    Pull,
 }
 
 /// A small, fast PRNG (SplitMix64): enough to pick ids and operations.
@@ -72,6 +80,35 @@ pub struct Outcome {
     pub ok: bool,
     /// For failures: the status and the start of the body (or the transport error).
     pub error: Option<String>,
+    /// Successful `import`/`pull` responses, kept to count their visitors after the clock
+    /// stopped.
+    pub body: Option<Vec<u8>>,
+}
+
+impl Outcome {
+    /// Visitors a successful response carried: its `count`, else the length of its `items`.
+    pub fn visitors(&self) -> u64 {
+        let Some(body) = &self.body else { return 0 };
+        let Ok(v) = serde_json::from_slice::<Value>(body) else {
+            return 0;
+        };
+        v.get("count")
+            .and_then(Value::as_u64)
+            .or_else(|| {
+                v.get("items")
+                    .and_then(Value::as_array)
+                    .map(|a| a.len() as u64)
+            })
+            .unwrap_or(0)
+    }
+}
+
+/// The subprocessor the bench registers to pull with.
+#[derive(Debug)]
+struct PullClient {
+    base: String,
+    client_id: String,
+    client_secret: String,
 }
 
 /// A server with a tenant, credentials and seeded visitors, ready to be loaded.
@@ -85,6 +122,13 @@ pub struct Target {
     /// Seeded visitors: ids and their e-mails, same order.
     ids: Vec<String>,
     emails: Vec<String>,
+    /// The seeded ids in the servers' page order (the cursors of `pull`).
+    sorted_ids: Vec<String>,
+    /// The pull route (Steward: the subprocessor one; baseline: the visitors list).
+    pull_url: String,
+    pull_client: Option<PullClient>,
+    /// The subprocessor's access token (short-lived; refreshed before each pull run).
+    pull_bearer: RwLock<Option<String>>,
     /// Makes every generated e-mail of this run unique.
     run: String,
     next_visitor: AtomicU64,
@@ -120,10 +164,14 @@ impl Target {
         Target {
             flavor,
             client,
+            pull_url: visitors_url.clone(),
             visitors_url,
             bearer,
             ids: Vec::new(),
             emails: Vec::new(),
+            sorted_ids: Vec::new(),
+            pull_client: None,
+            pull_bearer: RwLock::new(None),
             run: ulid::Ulid::new().to_string().to_lowercase()[16..].to_string(),
             next_visitor: AtomicU64::new(0),
             next_patch: AtomicU64::new(0),
@@ -182,12 +230,48 @@ impl Target {
         .await
         .context("creating the API key")?;
         let secret = str_field(&key, "secret")?;
-        Ok(Target::new(
+        let mut target = Target::new(
             Flavor::Steward,
-            client,
+            client.clone(),
             format!("{base}/v1/tenants/{tid}/visitors"),
             Some(secret),
-        ))
+        );
+        target.pull_url = format!("{base}/v1/subprocessor/tenants/{tid}/visitors");
+        match setup_subprocessor(&client, base, &admin, &owner, &tid, &suffix).await {
+            Ok(c) => target.pull_client = Some(c),
+            Err(e) => eprintln!("note: no subprocessor for the pull workload: {e:#}"),
+        }
+        Ok(target)
+    }
+
+    /// Whether the `pull` workload can run (Steward: a subprocessor was set up).
+    pub fn can_pull(&self) -> bool {
+        self.flavor == Flavor::Baseline || self.pull_client.is_some()
+    }
+
+    /// Exchanges the subprocessor's credentials for a fresh access token (Steward; the
+    /// baseline has no auth).
+    pub async fn refresh_pull_token(&self) -> anyhow::Result<()> {
+        if self.flavor == Flavor::Baseline {
+            return Ok(());
+        }
+        let c = self.pull_client.as_ref().ok_or_else(|| {
+            anyhow!("the pull workload needs a subprocessor, and setting one up failed")
+        })?;
+        let body = post_json(
+            &self.client,
+            &format!("{}/v1/auth/token", c.base),
+            None,
+            &json!({ "client_id": c.client_id, "client_secret": c.client_secret }),
+        )
+        .await
+        .context("exchanging the subprocessor's credentials")?;
+        let token = str_field(&body, "access_token")?;
+        *self
+            .pull_bearer
+            .write()
+            .map_err(|_| anyhow!("token lock poisoned"))? = Some(token);
+        Ok(())
     }
 
     pub fn seeded(&self) -> usize {
@@ -285,6 +369,8 @@ impl Target {
                 self.emails.extend(emails);
             }
         }
+        self.sorted_ids = self.ids.clone();
+        self.sorted_ids.sort_unstable();
         Ok(())
     }
 
@@ -331,40 +417,64 @@ impl Target {
                 self.request(Method::POST, &format!("{}:batch", self.visitors_url))
                     .json(&body)
             }
+            Op::Pull => {
+                // After a random seeded visitor, leaving a full page of seeded ones behind it.
+                let starts = self.sorted_ids.len().saturating_sub(PULL_PAGE);
+                let cursor = (starts > 0).then(|| self.sorted_ids[rng.below(starts)].as_str());
+                let limit = PULL_PAGE.to_string();
+                let mut query = vec![("purpose", PULL_PURPOSE), ("limit", limit.as_str())];
+                if let Some(c) = cursor {
+                    query.push(("cursor", c));
+                }
+                let b = self.client.get(&self.pull_url).query(&query);
+                match self.flavor {
+                    Flavor::Baseline => b,
+                    Flavor::Steward => {
+                        let token = self
+                            .pull_bearer
+                            .read()
+                            .map_err(|_| anyhow!("token lock poisoned"))?
+                            .clone()
+                            .ok_or_else(|| anyhow!("no subprocessor token"))?;
+                        b.bearer_auth(token)
+                    }
+                }
+            }
         };
         req.build().context("building a request")
     }
 
-    /// Sends `req` and reads the whole response.
-    pub async fn execute(&self, req: Request) -> Outcome {
+    /// Sends `req` and reads the whole response; keeps a successful body when `keep_body`.
+    pub async fn execute(&self, req: Request, keep_body: bool) -> Outcome {
         match self.client.execute(req).await {
             Ok(resp) => {
                 let status = resp.status();
                 let body = resp.bytes().await;
                 match body {
-                    Ok(bytes) if status.is_success() => {
-                        drop(bytes);
-                        Outcome {
-                            ok: true,
-                            error: None,
-                        }
-                    }
+                    Ok(bytes) if status.is_success() => Outcome {
+                        ok: true,
+                        error: None,
+                        body: keep_body.then(|| bytes.to_vec()),
+                    },
                     Ok(bytes) => Outcome {
                         ok: false,
                         error: Some(format!(
                             "{status}: {}",
                             truncate(&String::from_utf8_lossy(&bytes), 300)
                         )),
+                        body: None,
                     },
                     Err(e) => Outcome {
                         ok: false,
-                        error: Some(format!("{status}, reading the body failed: {e}")),
+                        error: Some(format!("{status}, reading the body failed: {}", chain(&e))),
+                        body: None,
                     },
                 }
             }
             Err(e) => Outcome {
                 ok: false,
                 error: Some(format!("transport error: {}", chain(&e))),
+                body: None,
             },
         }
     }
@@ -411,6 +521,59 @@ async fn post_json(
         bail!("POST {url} answered {status}: {}", truncate(&text, 500));
     }
     serde_json::from_str(&text).with_context(|| format!("POST {url}: response is not JSON"))
+}
+
+/// Registers a subprocessor (platform admin), issues its credentials, and authorizes it in
+/// the tenant (tenant admin) to pull name, e-mail and address for `fulfillment`.
+async fn setup_subprocessor(
+    client: &Client,
+    base: &str,
+    admin: &str,
+    owner: &str,
+    tid: &str,
+    suffix: &str,
+) -> anyhow::Result<PullClient> {
+    let sub = post_json(
+        client,
+        &format!("{base}/v1/subprocessors"),
+        Some(admin),
+        &json!({
+            "name": format!("Bench Carrier {suffix}"),
+            "legal_name": "Bench Carrier GmbH",
+            "country": "DE",
+            "contact": "privacy@carrier.example",
+            "transfer_mechanism": "adequacy",
+            "dpa_reference": "DPA-BENCH-1",
+        }),
+    )
+    .await
+    .context("registering the subprocessor")?;
+    let sid = str_field(&sub, "id")?;
+    let creds = post_json(
+        client,
+        &format!("{base}/v1/subprocessors/{sid}/credentials"),
+        Some(admin),
+        &json!({}),
+    )
+    .await
+    .context("issuing the subprocessor's credentials")?;
+    post_json(
+        client,
+        &format!("{base}/v1/tenants/{tid}/subprocessor-authorizations"),
+        Some(owner),
+        &json!({
+            "subprocessor_id": sid,
+            "purposes": [PULL_PURPOSE],
+            "fields": ["name", "email", "address"],
+        }),
+    )
+    .await
+    .context("authorizing the subprocessor")?;
+    Ok(PullClient {
+        base: base.to_string(),
+        client_id: str_field(&creds, "client_id")?,
+        client_secret: str_field(&creds, "client_secret")?,
+    })
 }
 
 async fn login(client: &Client, base: &str, email: &str, password: &str) -> anyhow::Result<String> {

@@ -68,3 +68,32 @@ impl JobHandler for RetentionJob {
         })
     }
 }
+
+/// Queues a purge for every tenant with a retention period and no purge already queued.
+/// The server calls it on a timer; returns how many jobs were queued.
+pub fn schedule_due(store: &Store, now: chrono::NaiveDateTime) -> Result<usize> {
+    use diesel::prelude::*;
+    use steward_store::schema::{jobs, tenants as t};
+    store.write_blocking(move |conn| {
+        let due: Vec<String> = t::table
+            .filter(t::retention_days.is_not_null())
+            .filter(t::keys_destroyed_at.is_null())
+            .filter(t::status.eq("active"))
+            .select(t::id)
+            .load(conn)?;
+        let mut queued = 0;
+        for tenant_id in due {
+            let pending: i64 = jobs::table
+                .filter(jobs::kind.eq(KIND))
+                .filter(jobs::tenant_id.eq(&tenant_id))
+                .filter(jobs::status.eq_any(["pending", "running"]))
+                .count()
+                .get_result(conn)?;
+            if pending == 0 {
+                steward_store::jobs::enqueue(conn, KIND, Some(&tenant_id), now)?;
+                queued += 1;
+            }
+        }
+        Ok(queued)
+    })
+}
