@@ -139,9 +139,10 @@ pub struct Target {
 pub fn http_client() -> anyhow::Result<Client> {
     Client::builder()
         .timeout(Duration::from_secs(120))
-        // Below actix-web's 5 s keep-alive: a pooled connection the server already closed (idle
-        // while the other server was under load) is never reused.
-        .pool_idle_timeout(Duration::from_secs(3))
+        // Well below actix-web's 5 s keep-alive, whose clock starts once the server has written
+        // a response — on a loaded machine long before the client has read a large one — so a
+        // pooled connection the server is about to close is not reused.
+        .pool_idle_timeout(Duration::from_secs(1))
         .pool_max_idle_per_host(4096)
         .no_proxy()
         .build()
