@@ -15,11 +15,12 @@ use diesel::{PgConnection, SqliteConnection};
 use serde::Serialize;
 use steward_core::clock::truncate_micros;
 use steward_core::{Error, Id, Result};
-use steward_store::DbConnection;
+use steward_store::{batch, DbConnection};
 
 use crate::canonical::GENESIS_HASH;
 use crate::event::{EventRow, NewEvent};
 use crate::schema::{audit_events, audit_heads};
+use crate::staged::{Head, StagedAppends};
 use crate::PLATFORM_CHAIN;
 
 /// Rows per INSERT statement: 19 binds each stays under both backends' parameter limits.
@@ -64,35 +65,96 @@ pub fn append_many(
     require_transaction(conn)?;
     let now = truncate_micros(now.and_utc()).naive_utc();
 
+    if batch::is_active() {
+        return append_staged(conn, chain_id, events, now);
+    }
     let (mut seq, mut prev) = take_head(conn, chain_id, now)?;
+    let rows = chain_rows(chain_id, &mut seq, &mut prev, events, now);
+    insert_rows(conn, &rows)?;
+    write_head(conn, chain_id, seq, &prev, now)?;
+    Ok(rows.iter().map(Appended::of).collect())
+}
+
+/// Inside a committer batch: the head is taken from the database once per batch and the rows
+/// are written just before the batch commits (see `staged`).
+fn append_staged(
+    conn: &mut DbConnection,
+    chain_id: &str,
+    events: Vec<NewEvent>,
+    now: NaiveDateTime,
+) -> Result<Vec<Appended>> {
+    let known =
+        batch::with(|s: &mut StagedAppends| s.head(chain_id).map(|h| (h.seq, h.hash.clone())))
+            .flatten();
+    let (mut seq, mut prev) = match known {
+        Some(head) => head,
+        None => {
+            let (seq, hash) = take_head(conn, chain_id, now)?;
+            let head = Head {
+                seq,
+                hash: hash.clone(),
+                updated_at: now,
+                dirty: false,
+            };
+            batch::with(|s: &mut StagedAppends| s.adopt_head(chain_id, head));
+            (seq, hash)
+        }
+    };
+    let rows = chain_rows(chain_id, &mut seq, &mut prev, events, now);
+    let appended = rows.iter().map(Appended::of).collect();
+    batch::with(|s: &mut StagedAppends| s.push(chain_id, rows, now)).ok_or(Error::internal_msg(
+        "committer batch ended during an audit append",
+    ))?;
+    Ok(appended)
+}
+
+/// Hashes `events` in order after (`seq`, `prev`), moving both to the last event.
+fn chain_rows(
+    chain_id: &str,
+    seq: &mut i64,
+    prev: &mut Vec<u8>,
+    events: Vec<NewEvent>,
+    now: NaiveDateTime,
+) -> Vec<EventRow> {
     let mut scratch = Vec::with_capacity(512);
     let mut rows = Vec::with_capacity(events.len());
     for event in events {
-        seq += 1;
-        let row = EventRow::build(chain_id, seq, &prev, event, now, &mut scratch);
+        *seq += 1;
+        let row = EventRow::build(chain_id, *seq, prev, event, now, &mut scratch);
         prev.clone_from(&row.hash);
         rows.push(row);
     }
-    insert_rows(conn, &rows)?;
+    rows
+}
 
+impl Appended {
+    fn of(row: &EventRow) -> Self {
+        Appended {
+            id: row.id.clone(),
+            seq: row.seq,
+            hash: row.hash.clone(),
+        }
+    }
+}
+
+pub(crate) fn write_head(
+    conn: &mut DbConnection,
+    chain_id: &str,
+    seq: i64,
+    hash: &[u8],
+    now: NaiveDateTime,
+) -> Result<()> {
     let moved = diesel::update(audit_heads::table.find(chain_id))
         .set((
             audit_heads::seq.eq(seq),
-            audit_heads::hash.eq(&prev),
+            audit_heads::hash.eq(hash),
             audit_heads::updated_at.eq(now),
         ))
         .execute(conn)?;
     if moved != 1 {
         return Err(Error::internal_msg("audit head vanished during append"));
     }
-    Ok(rows
-        .into_iter()
-        .map(|r| Appended {
-            id: r.id,
-            seq: r.seq,
-            hash: r.hash,
-        })
-        .collect())
+    Ok(())
 }
 
 /// A chain is a tenant's or the platform's; anything else is a caller bug that would create a
@@ -186,7 +248,7 @@ fn head_sqlite(c: &mut SqliteConnection, chain_id: &str) -> QueryResult<Option<(
         .optional()
 }
 
-fn insert_rows(conn: &mut DbConnection, rows: &[EventRow]) -> Result<()> {
+pub(crate) fn insert_rows(conn: &mut DbConnection, rows: &[EventRow]) -> Result<()> {
     for chunk in rows.chunks(INSERT_CHUNK) {
         // MultiConnection cannot run multi-row inserts; each backend can.
         match conn {

@@ -23,6 +23,7 @@ mod encoding;
 pub mod event;
 pub mod query;
 pub mod schema;
+mod staged;
 pub mod verify;
 
 pub use append::{append, append_many, Appended};
@@ -32,6 +33,7 @@ pub use checkpoint::{
 };
 pub use event::{Actor, AuditEvent, NewEvent, Outcome, Target};
 pub use query::{chain_len, chains, events_for_target, head, list, EventFilter};
+pub use staged::flush;
 pub use verify::{reason, verify, verify_signed, VerifyReport};
 
 /// The chain of platform-level events (tenant creation, staff administration), which belong

@@ -30,6 +30,7 @@ pub fn list(
     after_seq: Option<i64>,
     limit: i64,
 ) -> Result<(Vec<AuditEvent>, Option<i64>)> {
+    crate::staged::flush(conn)?;
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(Error::invalid(
             "invalid_limit",
@@ -82,6 +83,7 @@ pub fn events_for_target(
     target_id: &str,
     limit: i64,
 ) -> Result<Vec<AuditEvent>> {
+    crate::staged::flush(conn)?;
     if limit < 1 {
         return Err(Error::invalid("invalid_limit", "limit must be at least 1"));
     }
@@ -100,6 +102,7 @@ pub fn events_for_target(
 /// Every chain with events or a head, sorted. Read from both tables so a chain whose head row
 /// was deleted is still listed (and then fails verification).
 pub fn chains(conn: &mut DbConnection) -> Result<Vec<String>> {
+    crate::staged::flush(conn)?;
     let mut out: Vec<String> = audit_heads::table
         .select(audit_heads::chain_id)
         .order(audit_heads::chain_id.asc())
@@ -130,6 +133,7 @@ pub fn chains(conn: &mut DbConnection) -> Result<Vec<String>> {
 /// The highest seq in the chain (0 when empty): its length when intact, the total for a
 /// verification progress bar.
 pub fn chain_len(conn: &mut DbConnection, chain_id: &str) -> Result<i64> {
+    crate::staged::flush(conn)?;
     let n: Option<i64> = audit_events::table
         .filter(audit_events::chain_id.eq(chain_id))
         .select(max(audit_events::seq))
@@ -139,6 +143,7 @@ pub fn chain_len(conn: &mut DbConnection, chain_id: &str) -> Result<i64> {
 
 /// The chain's head as stored: (seq, hash), `None` before the first append.
 pub fn head(conn: &mut DbConnection, chain_id: &str) -> Result<Option<(i64, Vec<u8>)>> {
+    crate::staged::flush(conn)?;
     Ok(audit_heads::table
         .find(chain_id)
         .select((audit_heads::seq, audit_heads::hash))

@@ -257,6 +257,7 @@ pub(crate) fn walk(
     checkpoint: Option<&Checkpoint>,
     progress: &mut dyn FnMut(i64),
 ) -> Result<Walk> {
+    crate::staged::flush(conn)?;
     let mut state = Walk {
         checked: 0,
         last_seq: start.seq,

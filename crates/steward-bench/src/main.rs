@@ -2,10 +2,13 @@
 //! API, drives named workloads over HTTP (closed loop at a fixed concurrency, or at a fixed
 //! rate without coordinated omission) and reports throughput, latency percentiles, errors and
 //! the server's peak RSS — and, with `--baseline`, the same against a minimal plaintext server
-//! over the same database, with Steward/baseline ratios.
+//! over the same database, with Steward/baseline ratios. With `--maintenance` (or
+//! `--workload maintenance`) it also times verifying the tenant's whole audit chain and
+//! re-encrypting all its visitors after a key rotation.
 
 mod baseline;
 mod load;
+mod maintenance;
 mod report;
 mod spawn;
 mod target;
@@ -19,7 +22,7 @@ use clap::Parser;
 
 use crate::baseline::{Baseline, Db};
 use crate::load::{Stats, Workload};
-use crate::report::{Report, RunResult};
+use crate::report::{Report, RunResult, Throughput};
 use crate::spawn::{ScratchDir, Spawned};
 use crate::target::{http_client, Target};
 
@@ -31,7 +34,10 @@ enum WorkloadArg {
     Mixed,
     Import,
     Pull,
+    /// Every workload except `maintenance`.
     All,
+    /// No workload, only the `--maintenance` measurements.
+    Maintenance,
 }
 
 impl WorkloadArg {
@@ -44,6 +50,7 @@ impl WorkloadArg {
             WorkloadArg::Import => vec![Workload::Import],
             WorkloadArg::Pull => vec![Workload::Pull],
             WorkloadArg::All => Workload::ALL.to_vec(),
+            WorkloadArg::Maintenance => Vec::new(),
         }
     }
 }
@@ -109,6 +116,15 @@ struct Cli {
     /// Visitors created (1,000 per batch call) before the workloads run.
     #[arg(long, default_value_t = 10_000)]
     seed_visitors: usize,
+
+    /// Seeding batch calls in flight at once.
+    #[arg(long, default_value_t = 4)]
+    seed_parallel: usize,
+
+    /// After the workloads, time verifying the tenant's whole audit chain and rotating its
+    /// data key until every visitor is re-encrypted (Steward only).
+    #[arg(long)]
+    maintenance: bool,
 
     /// Also print the report as a JSON document.
     #[arg(long)]
@@ -189,6 +205,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bail!("--rate must be a positive number of requests per second");
         }
     }
+    let maintenance = cli.maintenance || cli.workload == WorkloadArg::Maintenance;
+    if cli.baseline && cli.workload == WorkloadArg::Maintenance {
+        bail!("--baseline needs a workload: the baseline has no audit log or keys to maintain");
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let client = http_client()?;
     let load_start = load_average();
@@ -256,13 +276,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     eprintln!("seeding {} visitors into Steward …", cli.seed_visitors);
+    if let Some(s) = &spawned {
+        s.rss.reset();
+    }
     let t = std::time::Instant::now();
-    steward.seed(cli.seed_visitors, 2).await?;
-    eprintln!(
-        "  seeded {} in {:.1}s",
-        steward.seeded(),
-        t.elapsed().as_secs_f64()
+    steward.seed(cli.seed_visitors, cli.seed_parallel).await?;
+    let seeding = Throughput::new(
+        steward.seeded() as u64,
+        t.elapsed(),
+        spawned.as_ref().map(|s| s.rss.window_peak_mb()),
     );
+    eprintln!("  seeded {}", seeding.describe("visitors"));
     let steward = Arc::new(steward);
 
     // The baseline, in this process.
@@ -283,7 +307,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let mut t = Target::baseline(client.clone(), &server.base, baseline::TENANT);
         eprintln!("seeding {} visitors into the baseline …", cli.seed_visitors);
         let started = std::time::Instant::now();
-        t.seed(cli.seed_visitors, 2).await?;
+        t.seed(cli.seed_visitors, cli.seed_parallel).await?;
         eprintln!(
             "  seeded {} in {:.1}s",
             t.seeded(),
@@ -306,6 +330,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         cores,
         load_start,
     );
+    report.seeding = Some(seeding);
 
     for workload in workloads {
         tokio::time::sleep(cli.pause).await;
@@ -338,6 +363,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let stats = run_one(b, workload, &cli).await?;
             report.push(RunResult::new(workload, b.flavor.as_str(), &stats, None));
         }
+    }
+    if maintenance {
+        tokio::time::sleep(cli.pause).await;
+        let rss = spawned.as_ref().map(|s| &s.rss);
+        report.maintenance = Some(maintenance::run(&steward, rss).await?);
     }
     report.finish(
         load_average(),

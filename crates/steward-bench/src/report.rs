@@ -5,6 +5,43 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::load::{Stats, Workload};
+use crate::maintenance::Maintenance;
+
+/// Items processed by one timed operation (seeding, a verification, a re-encryption).
+#[derive(Debug, Serialize)]
+pub struct Throughput {
+    pub count: u64,
+    pub elapsed_s: f64,
+    pub per_s: f64,
+    /// Highest VmRSS of the spawned server sampled during the operation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mb: Option<f64>,
+}
+
+impl Throughput {
+    pub fn new(count: u64, elapsed: Duration, peak_rss_mb: Option<f64>) -> Self {
+        let elapsed_s = elapsed.as_secs_f64();
+        Throughput {
+            count,
+            elapsed_s,
+            per_s: div(count as f64, elapsed_s),
+            peak_rss_mb,
+        }
+    }
+
+    /// `N <unit> in X s = Y <unit>/s`.
+    pub fn describe(&self, unit: &str) -> String {
+        format!(
+            "{} {unit} in {:.2} s = {:.0} {unit}/s",
+            self.count, self.elapsed_s, self.per_s
+        )
+    }
+
+    fn rss(&self) -> String {
+        self.peak_rss_mb
+            .map_or_else(String::new, |v| format!(", peak RSS {v:.1} MB"))
+    }
+}
 
 #[derive(Debug, Serialize)]
 pub struct RunResult {
@@ -82,8 +119,13 @@ pub struct Report {
     /// The spawned server's VmHWM at the end (its peak RSS over the whole run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steward_vm_hwm_mb: Option<f64>,
+    /// Steward's seeding through `visitors:batch`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seeding: Option<Throughput>,
     pub results: Vec<RunResult>,
     pub ratios: Vec<Ratio>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<Maintenance>,
 }
 
 fn div(a: f64, b: f64) -> f64 {
@@ -112,8 +154,10 @@ impl Report {
             load_average_start,
             load_average_end: String::new(),
             steward_vm_hwm_mb: None,
+            seeding: None,
             results: Vec::new(),
             ratios: Vec::new(),
+            maintenance: None,
         }
     }
 
@@ -151,6 +195,32 @@ impl Report {
             "load average (1/5/15 min): {} at start, {} at end",
             self.load_average_start, self.load_average_end
         );
+        if let Some(s) = &self.seeding {
+            println!("seeding: {}{}", s.describe("visitors"), s.rss());
+        }
+        if !self.results.is_empty() {
+            self.print_results();
+        }
+        if let Some(m) = &self.maintenance {
+            println!("\nmaintenance");
+            println!(
+                "  verify      {}{}",
+                m.verify_events.describe("events"),
+                m.verify_events.rss()
+            );
+            println!(
+                "  re-encrypt  {}{}",
+                m.reencrypt_records.describe("records"),
+                m.reencrypt_records.rss()
+            );
+        }
+        if let Some(h) = self.steward_vm_hwm_mb {
+            println!("\nsteward peak RSS over the whole run (VmHWM): {h:.1} MB");
+        }
+        self.print_errors_and_ratios();
+    }
+
+    fn print_results(&self) {
         println!();
         println!(
             "{:<8} {:<9} {:>9} {:>10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>7} {:>9}",
@@ -189,9 +259,9 @@ impl Report {
                 }
             }
         }
-        if let Some(h) = self.steward_vm_hwm_mb {
-            println!("\nsteward peak RSS over the whole run (VmHWM): {h:.1} MB");
-        }
+    }
+
+    fn print_errors_and_ratios(&self) {
         let failing: Vec<&RunResult> = self
             .results
             .iter()

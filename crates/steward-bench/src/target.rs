@@ -111,11 +111,42 @@ struct PullClient {
     client_secret: String,
 }
 
+/// The bench tenant's first admin, for the operations an API key may not do (key rotation).
+/// Kept as credentials, not a token: access tokens last 15 minutes, less than seeding a large
+/// tenant may take.
+pub struct TenantAdmin {
+    /// Steward's base URL.
+    pub base: String,
+    pub tid: String,
+    email: String,
+    password: String,
+}
+
+impl std::fmt::Debug for TenantAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantAdmin")
+            .field("tid", &self.tid)
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TenantAdmin {
+    /// A fresh access token.
+    pub async fn login(&self, client: &Client) -> anyhow::Result<String> {
+        login(client, &self.base, &self.email, &self.password)
+            .await
+            .context("logging in as the tenant admin")
+    }
+}
+
 /// A server with a tenant, credentials and seeded visitors, ready to be loaded.
 #[derive(Debug)]
 pub struct Target {
     pub flavor: Flavor,
     client: Client,
+    /// Steward only.
+    tenant_admin: Option<TenantAdmin>,
     /// `…/tenants/{tid}/visitors`
     visitors_url: String,
     bearer: Option<String>,
@@ -135,10 +166,13 @@ pub struct Target {
     next_patch: AtomicU64,
 }
 
+/// The HTTP client's timeout per request.
+pub const TIMEOUT: Duration = Duration::from_secs(120);
+
 /// The HTTP client every target uses: keep-alive, no proxy, a generous timeout.
 pub fn http_client() -> anyhow::Result<Client> {
     Client::builder()
-        .timeout(Duration::from_secs(120))
+        .timeout(TIMEOUT)
         // Well below actix-web's 5 s keep-alive, whose clock starts once the server has written
         // a response — on a loaded machine long before the client has read a large one — so a
         // pooled connection the server is about to close is not reused.
@@ -165,6 +199,7 @@ impl Target {
         Target {
             flavor,
             client,
+            tenant_admin: None,
             pull_url: visitors_url.clone(),
             visitors_url,
             bearer,
@@ -238,6 +273,12 @@ impl Target {
             Some(secret),
         );
         target.pull_url = format!("{base}/v1/subprocessor/tenants/{tid}/visitors");
+        target.tenant_admin = Some(TenantAdmin {
+            base: base.to_string(),
+            tid: tid.clone(),
+            email: owner_email,
+            password: owner_password,
+        });
         match setup_subprocessor(&client, base, &admin, &owner, &tid, &suffix).await {
             Ok(c) => target.pull_client = Some(c),
             Err(e) => eprintln!("note: no subprocessor for the pull workload: {e:#}"),
@@ -277,6 +318,15 @@ impl Target {
 
     pub fn seeded(&self) -> usize {
         self.ids.len()
+    }
+
+    /// Steward's tenant admin (`None` for the baseline).
+    pub fn tenant_admin(&self) -> Option<&TenantAdmin> {
+        self.tenant_admin.as_ref()
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     fn email(&self, n: u64) -> String {
@@ -323,52 +373,33 @@ impl Target {
         }
     }
 
-    /// Creates `count` visitors through `visitors:batch`, `parallel` calls at a time, and
-    /// remembers their ids and e-mails for the read, lookup and patch operations.
+    /// Creates `count` visitors through `visitors:batch`, keeping `parallel` calls in flight,
+    /// and remembers their ids and e-mails for the read, lookup and patch operations.
     pub async fn seed(&mut self, count: usize, parallel: usize) -> anyhow::Result<()> {
+        let url = format!("{}:batch", self.visitors_url);
         let mut remaining = count;
-        while remaining > 0 {
-            let mut calls = Vec::new();
-            for _ in 0..parallel.max(1) {
-                if remaining == 0 {
-                    break;
-                }
+        // Spawned, not just created: a reqwest future does nothing until polled, so awaiting
+        // unspawned calls one after another would send them one after another.
+        let mut in_flight = tokio::task::JoinSet::new();
+        loop {
+            while remaining > 0 && in_flight.len() < parallel.max(1) {
                 let n = remaining.min(BATCH);
                 remaining -= n;
                 let (body, emails) = self.batch_body(n);
-                let req = self
-                    .request(Method::POST, &format!("{}:batch", self.visitors_url))
-                    .json(&body)
-                    .build()?;
-                calls.push((self.client.execute(req), emails));
+                let req = self.request(Method::POST, &url).json(&body).build()?;
+                let client = self.client.clone();
+                in_flight.spawn(async move {
+                    let ids = seed_batch(&client, req, emails.len()).await?;
+                    anyhow::Ok((ids, emails))
+                });
             }
-            for (call, emails) in calls {
-                let resp = call.await.context("seeding: batch request")?;
-                let status = resp.status();
-                let text = resp.text().await.context("seeding: batch response")?;
-                if !status.is_success() {
-                    bail!(
-                        "seeding: batch create answered {status}: {}",
-                        truncate(&text, 500)
-                    );
-                }
-                let body: Value = serde_json::from_str(&text).context("seeding: batch JSON")?;
-                let items = body
-                    .get("items")
-                    .and_then(Value::as_array)
-                    .ok_or_else(|| anyhow!("seeding: batch response has no items"))?;
-                if items.len() != emails.len() {
-                    bail!(
-                        "seeding: sent {} visitors, {} came back",
-                        emails.len(),
-                        items.len()
-                    );
-                }
-                for item in items {
-                    self.ids.push(str_field(item, "id")?);
-                }
-                self.emails.extend(emails);
-            }
+            let Some(done) = in_flight.join_next().await else {
+                break;
+            };
+            let (ids, emails) = done.context("seeding: a batch task panicked")??;
+            // Batch by batch, so ids[i] stays the visitor with emails[i].
+            self.ids.extend(ids);
+            self.emails.extend(emails);
         }
         self.sorted_ids = self.ids.clone();
         self.sorted_ids.sort_unstable();
@@ -481,6 +512,31 @@ impl Target {
     }
 }
 
+/// Sends one seeding batch of `sent` visitors; returns their ids in the order sent.
+async fn seed_batch(client: &Client, req: Request, sent: usize) -> anyhow::Result<Vec<String>> {
+    let resp = client
+        .execute(req)
+        .await
+        .context("seeding: batch request")?;
+    let status = resp.status();
+    let text = resp.text().await.context("seeding: batch response")?;
+    if !status.is_success() {
+        bail!(
+            "seeding: batch create answered {status}: {}",
+            truncate(&text, 500)
+        );
+    }
+    let body: Value = serde_json::from_str(&text).context("seeding: batch JSON")?;
+    let items = body
+        .get("items")
+        .and_then(Value::as_array)
+        .ok_or_else(|| anyhow!("seeding: batch response has no items"))?;
+    if items.len() != sent {
+        bail!("seeding: sent {sent} visitors, {} came back", items.len());
+    }
+    items.iter().map(|item| str_field(item, "id")).collect()
+}
+
 /// An error and its sources, `: `-separated (reqwest's own message hides the cause).
 fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -505,7 +561,7 @@ fn str_field(v: &Value, name: &str) -> anyhow::Result<String> {
         })
 }
 
-async fn post_json(
+pub async fn post_json(
     client: &Client,
     url: &str,
     bearer: Option<&str>,
@@ -522,6 +578,28 @@ async fn post_json(
         bail!("POST {url} answered {status}: {}", truncate(&text, 500));
     }
     serde_json::from_str(&text).with_context(|| format!("POST {url}: response is not JSON"))
+}
+
+/// `GET url` with `timeout` instead of the client's [`TIMEOUT`].
+pub async fn get_json(
+    client: &Client,
+    url: &str,
+    bearer: &str,
+    timeout: Duration,
+) -> anyhow::Result<Value> {
+    let resp = client
+        .get(url)
+        .bearer_auth(bearer)
+        .timeout(timeout)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    if !status.is_success() {
+        bail!("GET {url} answered {status}: {}", truncate(&text, 500));
+    }
+    serde_json::from_str(&text).with_context(|| format!("GET {url}: response is not JSON"))
 }
 
 /// Registers a subprocessor (platform admin), issues its credentials, and authorizes it in

@@ -516,6 +516,7 @@ pub fn staff_access_log(
             format!("limit must be between 1 and {MAX_LIMIT}"),
         ));
     }
+    steward_audit::flush(conn)?;
     let mut q = audit_events::table
         .filter(audit_events::chain_id.eq(tenant_id))
         .filter(audit_events::grant_id.is_not_null())

@@ -15,6 +15,7 @@ use diesel::Connection;
 use steward_core::Error;
 use tokio::sync::oneshot;
 
+use crate::batch;
 use crate::connection::DbConnection;
 use crate::pool::Pool;
 
@@ -155,11 +156,16 @@ fn run_batch(pool: &Pool, batch: &mut [Box<dyn Unit>]) -> bool {
     };
     let size = batch.len();
     let result = catch_unwind(AssertUnwindSafe(|| {
-        conn.transaction::<(), diesel::result::Error, _>(|conn| {
+        let staged = batch::begin();
+        conn.transaction::<(), Error, _>(|conn| {
             for unit in batch.iter_mut() {
-                unit.run(conn);
+                staged.unit_started();
+                let kept = unit.run(conn);
+                staged.unit_finished(kept);
             }
-            Ok(())
+            // What the units staged for the batch (audit events) is written before the
+            // commit; if that fails the batch rolls back and every unit is told so.
+            staged.before_commit(conn)
         })
     }));
     match result {

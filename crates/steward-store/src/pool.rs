@@ -120,6 +120,10 @@ pub fn build_pool(url: &DatabaseUrl, options: PoolOptions) -> Result<Pool, r2d2:
     let timeout = options.connection_timeout;
     r2d2::Pool::builder()
         .max_size(max_size)
+        // A PostgreSQL connection can die with the server or the network, so it is checked
+        // before use; a SQLite connection is a file handle, and checking it would cost a
+        // statement on every read.
+        .test_on_check_out(!url.is_sqlite())
         .connection_timeout(timeout)
         .build(Manager::new(url.clone(), options))
 }

@@ -109,6 +109,23 @@ impl Store {
         .map_err(|_| Error::internal_msg("read task failed"))?
     }
 
+    /// A short read — a handful of rows found by key, like authenticating a credential or
+    /// fetching one visitor. On SQLite it runs right here on the calling thread: an indexed
+    /// lookup in a local file takes microseconds, far less than handing the work to another
+    /// thread and waking the caller again (under load those hand-offs were most of the CPU a
+    /// read cost). On PostgreSQL every query is a network round trip, so it goes to the
+    /// blocking pool like any other read. Never use it for scans or pages of records.
+    pub async fn read_point<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, Error> + Send + 'static,
+    {
+        match self.inner.backend {
+            Backend::Sqlite => self.read_blocking(f),
+            Backend::Postgres => self.read(f).await,
+        }
+    }
+
     pub fn read_blocking<T, F>(&self, f: F) -> Result<T, Error>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, Error>,

@@ -1,7 +1,7 @@
 //! The subprocessor pull: only the authorized fields, only of visitors not withdrawn from the
 //! authorization's required consent, only while the authorization is active. Each pull is one
-//! ledger entry (`transfers` + `transfer_recipients`), committed first, then one audited
-//! disclosure (`transfer.pull`) per visitor through `steward_visitors::disclose` — both before
+//! ledger entry (`transfers` + `transfer_recipients`) committed in one unit with one audited
+//! disclosure (`transfer.pull`) per visitor through `steward_visitors::disclose_after` — before
 //! any value is returned. A page holds at most 1,000 visitors, so a request's memory is bounded
 //! however large the tenant; large pulls are walked page by page with the cursor.
 
@@ -18,7 +18,7 @@ use steward_store::{tenants, DbConnection, Store};
 use steward_visitors::consents::{validate_purpose, ConsentStatus};
 use steward_visitors::records::{self, VisitorRow, STATUS_ACTIVE};
 use steward_visitors::schema::{consents, visitors};
-use steward_visitors::{disclose, Access, Disclosure};
+use steward_visitors::{disclose_after, Access, Disclosure};
 
 use crate::authorizations::{self, AuthorizationRow};
 use crate::fields;
@@ -196,8 +196,8 @@ fn prepare(
 }
 
 /// Records the pull in the ledger (re-checking, in the same unit, that the authorization is
-/// still the active one — a revocation committed meanwhile wins), then discloses the records
-/// through the audited door. Returns the values and the transfer id.
+/// still the active one — a revocation committed meanwhile wins) and discloses the records
+/// through the audited door, in one unit of work. Returns the values and the transfer id.
 #[allow(clippy::too_many_arguments)]
 async fn record_and_disclose(
     store: &Store,
@@ -238,23 +238,6 @@ async fn record_and_disclose(
         purpose.to_string(),
         auth.id.clone(),
     );
-    store
-        .write(move |conn| {
-            match authorizations::active_for(conn, &tid, &sub, &p, now)? {
-                Some(a) if a.id == aid => {}
-                _ => return Err(not_authorized()),
-            }
-            ledger::record(conn, &transfer, &sent)
-        })
-        .await?;
-    tracing::info!(
-        tenant_id,
-        subprocessor_id = %auth.subprocessor_id,
-        transfer_id = %transfer_id,
-        records = prepared.len(),
-        "onward transfer recorded"
-    );
-
     let mut access = Access::of(principal, Some(request_id)).with_purpose(purpose);
     access.grant_id = Some(auth.id.clone());
     let records = prepared
@@ -265,7 +248,31 @@ async fn record_and_disclose(
             value: p.value,
         })
         .collect();
-    let values = disclose(store, clock, tenant_id, &access, ACTION, records).await?;
+    // The ledger entry and the per-visitor audit events commit in one unit, before any value
+    // is returned.
+    let values = disclose_after(
+        store,
+        clock,
+        tenant_id,
+        &access,
+        ACTION,
+        records,
+        move |conn| {
+            match authorizations::active_for(conn, &tid, &sub, &p, now)? {
+                Some(a) if a.id == aid => {}
+                _ => return Err(not_authorized()),
+            }
+            ledger::record(conn, &transfer, &sent)
+        },
+    )
+    .await?;
+    tracing::info!(
+        tenant_id,
+        subprocessor_id = %auth.subprocessor_id,
+        transfer_id = %transfer_id,
+        records = values.len(),
+        "onward transfer recorded"
+    );
     Ok((values, transfer_id))
 }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use steward_audit::{Actor, NewEvent, Target};
 use steward_core::{Clock, Principal, Result};
-use steward_store::Store;
+use steward_store::{DbConnection, Store};
 
 /// Records disclosed since the process started (a test compares it with the audit log).
 static DISCLOSED: AtomicU64 = AtomicU64::new(0);
@@ -104,6 +104,25 @@ pub async fn disclose<T: Send + 'static>(
     if records.is_empty() {
         return Ok(Vec::new());
     }
+    disclose_after(store, clock, tenant_id, access, action, records, |_| Ok(())).await
+}
+
+/// [`disclose`], with `first` — a write the disclosure belongs with, such as an onward
+/// transfer's ledger entry — run in the same unit of work: both commit, or neither does and
+/// nothing is released. It runs even when `records` is empty.
+pub async fn disclose_after<T, F>(
+    store: &Store,
+    clock: &dyn Clock,
+    tenant_id: &str,
+    access: &Access,
+    action: &'static str,
+    records: Vec<Disclosure<T>>,
+    first: F,
+) -> Result<Vec<T>>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut DbConnection) -> Result<()> + Send + 'static,
+{
     let events: Vec<NewEvent> = records
         .iter()
         .map(|r| access.event(action, &r.visitor_id, &r.fields))
@@ -112,7 +131,10 @@ pub async fn disclose<T: Send + 'static>(
     let chain = tenant_id.to_string();
     let now = clock.now().naive_utc();
     store
-        .write(move |conn| steward_audit::append_many(conn, &chain, events, now).map(|_| ()))
+        .write(move |conn| {
+            first(conn)?;
+            steward_audit::append_many(conn, &chain, events, now).map(|_| ())
+        })
         .await?;
     DISCLOSED.fetch_add(n, Ordering::Relaxed);
     Ok(records.into_iter().map(|r| r.value).collect())

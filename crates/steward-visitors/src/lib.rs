@@ -14,6 +14,6 @@ pub mod schema;
 pub mod service;
 pub mod validate;
 
-pub use disclose::{disclose, disclosed_count, Access, Disclosure};
+pub use disclose::{disclose, disclose_after, disclosed_count, Access, Disclosure};
 pub use model::{Address, Pii, Visitor, VisitorInput, VisitorMeta, VisitorPatch};
 pub use service::{VisitorHooks, VisitorService};

@@ -255,6 +255,51 @@ pub fn insert(conn: &mut DbConnection, row: &VisitorRow) -> Result<()> {
     Ok(())
 }
 
+/// Rows per multi-row INSERT: well under both backends' bind-parameter limits.
+const INSERT_CHUNK: usize = 400;
+
+/// Inserts many visitors in multi-row statements (an import's thousand rows in three).
+pub fn insert_many(conn: &mut DbConnection, rows: &[VisitorRow]) -> Result<()> {
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        // MultiConnection cannot run multi-row inserts; each backend can.
+        let inserted = match conn {
+            DbConnection::Sqlite(c) => diesel::insert_into(visitors::table)
+                .values(chunk)
+                .execute(c),
+            DbConnection::Postgres(c) => diesel::insert_into(visitors::table)
+                .values(chunk)
+                .execute(c),
+        };
+        inserted.map_err(|e| match Error::from(e) {
+            Error::Conflict { .. } => Error::conflict(
+                "external_ref_taken",
+                "another visitor of this tenant has this external_ref",
+            ),
+            other => other,
+        })?;
+    }
+    Ok(())
+}
+
+/// Which of `refs` another visitor of the tenant already has (erased visitors keep theirs
+/// until purged, like a single create sees).
+pub fn external_refs_taken(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    refs: &[&str],
+) -> Result<std::collections::HashSet<String>> {
+    let mut taken = std::collections::HashSet::new();
+    for chunk in refs.chunks(INSERT_CHUNK) {
+        let found: Vec<Option<String>> = visitors::table
+            .filter(visitors::tenant_id.eq(tenant_id))
+            .filter(visitors::external_ref.eq_any(chunk))
+            .select(visitors::external_ref)
+            .load(conn)?;
+        taken.extend(found.into_iter().flatten());
+    }
+    Ok(taken)
+}
+
 /// An active visitor of the tenant, or `NotFound` (missing, erased, or another tenant's).
 pub fn get_active(conn: &mut DbConnection, tenant_id: &str, id: &str) -> Result<VisitorRow> {
     visitors::table
@@ -305,19 +350,6 @@ pub fn find_by_index(
     let mut rows: Vec<VisitorRow> = q.load(conn)?;
     rows.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(rows)
-}
-
-pub fn find_by_external_ref(
-    conn: &mut DbConnection,
-    tenant_id: &str,
-    external_ref: &str,
-) -> Result<Option<VisitorRow>> {
-    Ok(visitors::table
-        .filter(visitors::tenant_id.eq(tenant_id))
-        .filter(visitors::external_ref.eq(external_ref))
-        .select(VisitorRow::as_select())
-        .first(conn)
-        .optional()?)
 }
 
 /// Active visitors after `after`, by id.

@@ -295,48 +295,74 @@ impl VisitorService {
         items: &[VisitorInput],
     ) -> Result<Vec<VisitorMeta>> {
         let valid = validate::batch(items)?;
-        let (keys, tid, now, access) = (
-            self.keys.clone(),
-            tenant_id.to_string(),
-            self.now(),
-            access.clone(),
-        );
+        let (keys, tid, now) = (self.keys.clone(), tenant_id.to_string(), self.now());
+        // Sealing a thousand visitors is most of an import's CPU: it runs here, on a blocking
+        // thread of this request, so imports seal in parallel and the single writer only
+        // inserts.
+        let sealed = self
+            .store
+            .read(move |conn| {
+                let keyring = keys.keyring(conn, &tid)?;
+                let rows = valid
+                    .into_iter()
+                    .map(|(pii, external_ref)| {
+                        let mut row = Self::new_row(&tid, external_ref, now);
+                        records::seal_into(&mut row, &keyring, &pii)?;
+                        Ok((row, pii))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((keyring.current_version(), rows))
+            })
+            .await?;
+        let (keys, tid, access) = (self.keys.clone(), tenant_id.to_string(), access.clone());
         self.store
             .write(move |conn| {
+                let (sealed_version, mut rows) = sealed;
                 ensure_accepts_data(conn, &tid)?;
                 let keyring = keys.keyring(conn, &tid)?;
-                let mut taken = Vec::new();
-                for (index, (_, r)) in valid.iter().enumerate() {
-                    if let Some(r) = r {
-                        if records::find_by_external_ref(conn, &tid, r)?.is_some() {
-                            taken.push(steward_core::ItemError {
-                                index,
-                                code: "external_ref_taken",
-                                detail: "another visitor of this tenant has this external_ref"
-                                    .into(),
-                            });
-                        }
+                if keyring.current_version() != sealed_version {
+                    // The keys rotated while we sealed: seal again under the new version, so
+                    // no row lands behind the re-encryption job's cursor with an old key.
+                    for (row, pii) in rows.iter_mut() {
+                        records::seal_into(row, &keyring, pii)?;
                     }
                 }
+                let refs: Vec<&str> = rows
+                    .iter()
+                    .filter_map(|(row, _)| row.external_ref.as_deref())
+                    .collect();
+                let taken = records::external_refs_taken(conn, &tid, &refs)?;
                 if !taken.is_empty() {
+                    let items: Vec<steward_core::ItemError> = rows
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, (row, _))| {
+                            row.external_ref.as_ref().is_some_and(|r| taken.contains(r))
+                        })
+                        .map(|(index, _)| steward_core::ItemError {
+                            index,
+                            code: "external_ref_taken",
+                            detail: "another visitor of this tenant has this external_ref".into(),
+                        })
+                        .collect();
                     return Err(Error::InvalidItems {
                         code: "invalid_batch",
                         detail: format!(
                             "{} items conflict with existing visitors; nothing was imported",
-                            taken.len()
+                            items.len()
                         ),
-                        items: taken,
+                        items,
                     });
                 }
-                let mut metas = Vec::with_capacity(valid.len());
-                let mut events = Vec::with_capacity(valid.len());
-                for (pii, external_ref) in valid {
-                    let mut row = Self::new_row(&tid, external_ref, now);
-                    records::seal_into(&mut row, &keyring, &pii)?;
-                    records::insert(conn, &row)?;
+                let mut metas = Vec::with_capacity(rows.len());
+                let mut events = Vec::with_capacity(rows.len());
+                let mut visitor_rows = Vec::with_capacity(rows.len());
+                for (row, pii) in rows {
                     events.push(access.event("visitor.create", &row.id, &pii.present_fields()));
                     metas.push(row.meta());
+                    visitor_rows.push(row);
                 }
+                records::insert_many(conn, &visitor_rows)?;
                 steward_audit::append_many(conn, &tid, events, now)?;
                 Ok(metas)
             })
@@ -352,7 +378,7 @@ impl VisitorService {
         );
         let (row, pii) = self
             .store
-            .read(move |conn| {
+            .read_point(move |conn| {
                 let row = records::get_active(conn, &tid, &vid)?;
                 let keyring = keys.keyring(conn, &tid)?;
                 let pii = records::open_fields(&row, &keyring, None)?;
@@ -394,7 +420,7 @@ impl VisitorService {
         let (email, phone) = (email.map(str::to_string), phone.map(str::to_string));
         let found = self
             .store
-            .read(move |conn| {
+            .read_point(move |conn| {
                 let keyring = keys.keyring(conn, &tid)?;
                 let ei = email
                     .as_deref()

@@ -55,7 +55,7 @@ async fn authenticate(state: &AppState, token: &str) -> Result<Principal, Error>
         let token = token.to_string();
         return state
             .store
-            .read(move |c| api_keys::authenticate(c, &token, now))
+            .read_point(move |c| api_keys::authenticate(c, &token, now))
             .await;
     }
     let claims = match state.tokens.verify(token) {
@@ -88,7 +88,7 @@ async fn authenticate(state: &AppState, token: &str) -> Result<Principal, Error>
             let sub = claims.sub.clone();
             let user = state
                 .store
-                .read(move |c| users::get(c, &sub))
+                .read_point(move |c| users::get(c, &sub))
                 .await
                 .map_err(|e| match e {
                     Error::NotFound => unauthenticated(),
@@ -103,7 +103,7 @@ async fn authenticate(state: &AppState, token: &str) -> Result<Principal, Error>
             let sub = claims.sub.clone();
             let client = state
                 .store
-                .read(move |c| clients::get_active(c, &sub))
+                .read_point(move |c| clients::get_active(c, &sub))
                 .await?;
             Ok(Principal {
                 kind: PrincipalKind::Subprocessor,

@@ -20,17 +20,19 @@ use actix_web::web;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     cfg.service(
+        // actix-web tries routes in registration order, matching each dynamic pattern with a
+        // regex: the hot paths (visitor reads and writes, subprocessor pulls) come first.
         web::scope("/v1")
+            .configure(visitors::configure)
+            .configure(transfers::configure)
             .configure(auth::configure)
             .configure(audit::configure)
             .configure(users::configure)
             .configure(api_keys::configure)
             .configure(tenants::configure)
             .configure(keys::configure)
-            .configure(visitors::configure)
             .configure(retention::configure)
             .configure(offboarding::configure)
-            .configure(staff_access::configure)
-            .configure(transfers::configure),
+            .configure(staff_access::configure),
     );
 }
