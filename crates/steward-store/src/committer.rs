@@ -8,7 +8,8 @@
 //! each request. No request is answered before the commit that holds its writes is durable.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread;
 
 use diesel::Connection;
@@ -16,8 +17,8 @@ use steward_core::Error;
 use tokio::sync::oneshot;
 
 use crate::batch;
-use crate::connection::DbConnection;
-use crate::pool::Pool;
+use crate::connection::{Backend, DbConnection};
+use crate::pool::Manager;
 
 /// At most this many units share one transaction; bounds the latency one flush adds.
 const MAX_BATCH: usize = 512;
@@ -72,6 +73,7 @@ where
 #[derive(Clone)]
 pub struct Committer {
     queue: mpsc::Sender<Box<dyn Unit>>,
+    commits: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Committer {
@@ -82,12 +84,23 @@ impl std::fmt::Debug for Committer {
 
 impl Committer {
     /// Starts the writer thread. It stops when every `Committer` handle is dropped.
-    pub fn start(pool: Pool) -> std::io::Result<Self> {
+    ///
+    /// The writer keeps one connection of its own rather than borrowing from the readers'
+    /// pool: its page cache stays warm across batches (index pages of a large tenant), and on
+    /// SQLite it gets a larger cache than a reader needs.
+    pub fn start(manager: Manager) -> std::io::Result<Self> {
         let (queue, inbox) = mpsc::channel::<Box<dyn Unit>>();
+        let commits = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&commits);
         thread::Builder::new()
             .name("steward-committer".into())
-            .spawn(move || writer_loop(pool, inbox))?;
-        Ok(Self { queue })
+            .spawn(move || writer_loop(&manager, inbox, &counter))?;
+        Ok(Self { queue, commits })
+    }
+
+    /// How many batches have committed since start (the WAL checkpointer watches it).
+    pub fn commits(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.commits)
     }
 
     /// Queues `work` and resolves once it is durably committed (or failed).
@@ -129,7 +142,8 @@ impl Committer {
     }
 }
 
-fn writer_loop(pool: Pool, inbox: mpsc::Receiver<Box<dyn Unit>>) {
+fn writer_loop(manager: &Manager, inbox: mpsc::Receiver<Box<dyn Unit>>, commits: &AtomicU64) {
+    let mut conn: Option<DbConnection> = None;
     while let Ok(first) = inbox.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -138,22 +152,48 @@ fn writer_loop(pool: Pool, inbox: mpsc::Receiver<Box<dyn Unit>>) {
                 Err(_) => break,
             }
         }
-        let committed = run_batch(&pool, &mut batch);
+        if conn.is_none() {
+            conn = connect_writer(manager);
+        }
+        let committed = match conn.as_mut() {
+            Some(c) => run_batch(c, &mut batch),
+            None => false,
+        };
+        if committed {
+            commits.fetch_add(1, Ordering::Relaxed);
+        } else {
+            // A failed commit or a panic may have left the connection dead or mid-transaction:
+            // the next batch starts on a fresh one.
+            conn = None;
+        }
         for unit in batch {
             unit.finish(committed);
         }
     }
 }
 
-/// Runs the batch in one transaction; true when it committed.
-fn run_batch(pool: &Pool, batch: &mut [Box<dyn Unit>]) -> bool {
-    let mut conn = match pool.get() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "committer could not get a database connection");
-            return false;
+/// Pages (negative: KiB) of SQLite page cache for the writer: index pages of large tenants
+/// stay in memory between batches instead of being read back for every insert.
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
+
+fn connect_writer(manager: &Manager) -> Option<DbConnection> {
+    let connected = manager.connect().and_then(|mut c| {
+        if c.backend() == Backend::Sqlite {
+            c.execute_batch(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB}"))?;
         }
-    };
+        Ok(c)
+    });
+    match connected {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::error!(error = %e, "committer could not connect to the database");
+            None
+        }
+    }
+}
+
+/// Runs the batch in one transaction; true when it committed.
+fn run_batch(conn: &mut DbConnection, batch: &mut [Box<dyn Unit>]) -> bool {
     let size = batch.len();
     let result = catch_unwind(AssertUnwindSafe(|| {
         let staged = batch::begin();
@@ -179,7 +219,7 @@ fn run_batch(pool: &Pool, batch: &mut [Box<dyn Unit>]) -> bool {
         }
         Err(_) => {
             // A unit panicked mid-transaction. The connection's transaction state is unknown:
-            // r2d2's `has_broken` check discards it. Every unit of the batch fails.
+            // the writer replaces it. Every unit of the batch fails.
             tracing::error!(size, "a unit of work panicked; batch rolled back");
             false
         }

@@ -3,6 +3,7 @@
 //! group-committed write path every change goes through.
 
 pub mod batch;
+mod checkpointer;
 pub mod committer;
 pub mod connection;
 pub mod jobs;

@@ -80,13 +80,18 @@ impl Manager {
                 };
                 // busy_timeout first: switching a fresh file to WAL takes a lock, and several
                 // pool connections opening at once would otherwise see "database is locked".
+                // No checkpoint on commit: `checkpointer` does them off the commit path. A
+                // savepoint's sub-journal stays in memory (every unit runs in one).
                 diesel::connection::SimpleConnection::batch_execute(
                     &mut conn,
                     &format!(
                         "PRAGMA busy_timeout = {};\
                          PRAGMA journal_mode = WAL;\
                          PRAGMA synchronous = {sync};\
-                         PRAGMA foreign_keys = ON;",
+                         PRAGMA foreign_keys = ON;\
+                         PRAGMA wal_autocheckpoint = 0;\
+                         PRAGMA journal_size_limit = 67108864;\
+                         PRAGMA temp_store = MEMORY;",
                         self.options.sqlite_busy_timeout.as_millis()
                     ),
                 )?;

@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use steward_core::Error;
 
+use crate::checkpointer::Checkpointer;
 use crate::committer::Committer;
 use crate::connection::{Backend, DbConnection};
 use crate::migrations;
-use crate::pool::{build_pool, Pool, PoolOptions};
+use crate::pool::{build_pool, Manager, Pool, PoolOptions};
 use crate::url::DatabaseUrl;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,8 @@ pub enum OpenError {
     Migration(#[from] migrations::MigrationError),
     #[error("could not start the committer thread: {0}")]
     Committer(std::io::Error),
+    #[error("could not start the WAL checkpoint thread: {0}")]
+    Checkpointer(std::io::Error),
 }
 
 #[derive(Clone, Debug)]
@@ -36,6 +39,8 @@ struct Inner {
     committer: Committer,
     backend: Backend,
     url: DatabaseUrl,
+    /// SQLite only; stops with the store.
+    _checkpointer: Option<Checkpointer>,
 }
 
 impl Store {
@@ -56,19 +61,28 @@ impl Store {
                 })?;
             }
         }
-        let pool = build_pool(url, options)?;
+        let pool = build_pool(url, options.clone())?;
         let backend = if url.is_sqlite() {
             Backend::Sqlite
         } else {
             Backend::Postgres
         };
-        let committer = Committer::start(pool.clone()).map_err(OpenError::Committer)?;
+        let committer =
+            Committer::start(Manager::new(url.clone(), options)).map_err(OpenError::Committer)?;
+        let checkpointer = match backend {
+            Backend::Sqlite => Some(
+                Checkpointer::start(pool.clone(), committer.commits())
+                    .map_err(OpenError::Checkpointer)?,
+            ),
+            Backend::Postgres => None,
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
                 committer,
                 backend,
                 url: url.clone(),
+                _checkpointer: checkpointer,
             }),
         })
     }
