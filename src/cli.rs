@@ -144,4 +144,9 @@ pub struct ServeArgs {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "STEWARD_WORKERS")]
     pub workers: Option<usize>,
+
+    /// Bulk requests (imports, pull pages, exports, PII listings) served at once; more wait
+    /// their turn. Bounds the server's memory (default: two per core).
+    #[arg(long, env = "STEWARD_MAX_BULK_REQUESTS")]
+    pub max_bulk_requests: Option<usize>,
 }

@@ -1554,3 +1554,54 @@ e2e!(rotation_reencrypts_every_visitor, |app| {
     let v = create(&app, &t.id, &token, &json!({ "name": "After rotation" }));
     assert_eq!(v["key_version"], 2);
 });
+
+e2e!(
+    bulk_requests_wait_for_a_place_and_point_requests_do_not,
+    |app| {
+        let t = app.new_tenant("Bulkhead shop");
+        let (_, token) = member(&app, &t);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        // Every place among the bulk requests is taken.
+        let held: Vec<_> = (0..app.config.max_bulk_requests)
+            .map(|_| rt.block_on(app.state.bulk.enter()).unwrap())
+            .collect();
+
+        std::thread::scope(|s| {
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            let (app, t, token) = (&app, &t, &token);
+            s.spawn(move || {
+                let r = import(app, &t.id, token, vec![batch_item(1)]);
+                done_tx.send(r.status).unwrap();
+            });
+            // The import waits its turn...
+            assert!(
+                done_rx
+                    .recv_timeout(std::time::Duration::from_millis(500))
+                    .is_err(),
+                "an import ran although every bulk place was taken"
+            );
+            // ...while single-record requests and refusals go straight through.
+            let created = app.post(
+                &visitors_path(&t.id),
+                Some(token),
+                &json!({ "name": "Walk-in", "email": "walk-in@example.com" }),
+            );
+            assert_eq!(created.status, 201, "{}", created.text);
+            let refused = import(app, &t.id, "not-a-token", vec![batch_item(2)]);
+            assert_eq!(refused.status, 401);
+
+            drop(held);
+            let status = done_rx
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .expect("the import ran once a place was free");
+            assert_eq!(status, 201);
+        });
+        let found = app.get(
+            &format!("{}?email=imported-1@example.com", visitors_path(&t.id)),
+            Some(&token),
+        );
+        assert_eq!(found.json()["items"].as_array().unwrap().len(), 1);
+    }
+);

@@ -58,6 +58,7 @@ pub fn config_from(args: &StorageArgs) -> Result<Config, CliError> {
         previous_master_key: secret_env("STEWARD_PREVIOUS_MASTER_KEY"),
         master_key_file: args.master_key_file.clone(),
         fast_password_hashing: false,
+        max_bulk_requests: steward_api::bulk::default_limit(),
     })
 }
 

@@ -8,7 +8,15 @@ use super::{config_from, CliError};
 use crate::cli::ServeArgs;
 
 pub fn run(args: ServeArgs) -> Result<(), CliError> {
-    let config = config_from(&args.storage)?;
+    let mut config = config_from(&args.storage)?;
+    if let Some(max) = args.max_bulk_requests {
+        if max == 0 {
+            return Err(CliError::Usage(
+                "--max-bulk-requests must be at least 1".into(),
+            ));
+        }
+        config.max_bulk_requests = max;
+    }
     let state = AppState::build_default_clock(&config)?;
     let listener = TcpListener::bind(&args.bind)
         .map_err(|e| CliError::Usage(format!("cannot listen on {}: {e}", args.bind)))?;

@@ -22,6 +22,9 @@ pub struct Config {
     pub master_key_file: Option<PathBuf>,
     /// Cheap password hashing, for test suites only.
     pub fast_password_hashing: bool,
+    /// Bulk requests (imports, pull pages, exports, PII listings) running at once; the rest
+    /// wait their turn (see `bulk`).
+    pub max_bulk_requests: usize,
 }
 
 impl Config {
@@ -35,6 +38,7 @@ impl Config {
             previous_master_key: None,
             master_key_file: None,
             fast_password_hashing: false,
+            max_bulk_requests: crate::bulk::default_limit(),
         }
     }
 

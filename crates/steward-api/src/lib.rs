@@ -3,6 +3,7 @@
 
 pub mod audit_trail;
 pub mod auth;
+pub mod bulk;
 pub mod config;
 pub mod error;
 pub mod master_key;

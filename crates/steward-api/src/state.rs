@@ -18,6 +18,7 @@ use steward_visitors::reencrypt::VisitorReencryption;
 use steward_visitors::retention::RetentionJob;
 use steward_visitors::{VisitorHooks, VisitorService};
 
+use crate::bulk::BulkLimit;
 use crate::config::Config;
 use crate::master_key::{self, KekOrigin};
 use crate::metrics::Metrics;
@@ -61,6 +62,7 @@ pub struct AppState {
     pub login: Arc<LoginService>,
     pub visitors: VisitorService,
     pub checkpoints: Arc<CheckpointSigner>,
+    pub bulk: BulkLimit,
 }
 
 impl AppState {
@@ -151,6 +153,7 @@ impl AppState {
             login,
             visitors,
             checkpoints,
+            bulk: BulkLimit::new(config.max_bulk_requests),
         })
     }
 

@@ -1,6 +1,7 @@
 //! Subprocessors and onward transfers: the registry (platform), authorizations (tenant),
 //! scoped pulls (subprocessor), the transfer ledger, and erasure notices.
 
+use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -12,6 +13,7 @@ use steward_transfers::registry::{self, NewSubprocessor, Subprocessor};
 use steward_transfers::{erasure, pull};
 
 use crate::auth::{perm, Authorized};
+use crate::bulk;
 use crate::error::ApiResult;
 use crate::request_id;
 use crate::routes::keys::tenant_path;
@@ -43,7 +45,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(tenant_erasure_notices)),
     )
     .service(
-        web::resource("/subprocessor/tenants/{tid}/visitors").route(web::get().to(pull_visitors)),
+        web::resource("/subprocessor/tenants/{tid}/visitors")
+            .wrap(from_fn(bulk::limit))
+            .route(web::get().to(pull_visitors)),
     )
     .service(
         web::resource("/subprocessor/tenants/{tid}/visitors/{vid}")

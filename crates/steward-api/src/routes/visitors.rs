@@ -1,6 +1,7 @@
 //! Visitors and their rights: create, read, look up, list, rectify, erase, export, consents,
 //! legal hold, bulk import.
 
+use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use steward_core::{Error, Id, Principal};
@@ -9,6 +10,7 @@ use steward_visitors::service::Created;
 use steward_visitors::{Access, VisitorInput, VisitorPatch};
 
 use crate::auth::{perm, Authorized, AuthorizedAny};
+use crate::bulk;
 use crate::error::ApiResult;
 use crate::request_id;
 use crate::routes::extract;
@@ -27,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/tenants/{tid}/visitors:batch")
             .app_data(extract::json_config(BATCH_BODY_LIMIT))
+            .wrap(from_fn(bulk::limit))
             .route(web::post().to(import_visitors)),
     )
     .service(
@@ -36,7 +39,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(erase_visitor)),
     )
     .service(
-        web::resource("/tenants/{tid}/visitors/{vid}/export").route(web::get().to(export_visitor)),
+        web::resource("/tenants/{tid}/visitors/{vid}/export")
+            .wrap(from_fn(bulk::limit))
+            .route(web::get().to(export_visitor)),
     )
     .service(
         web::resource("/tenants/{tid}/visitors/{vid}/consents").route(web::get().to(get_consents)),
@@ -177,6 +182,7 @@ pub async fn list_visitors(
         }
     };
     let page = PageRequest::parse(q.limit, q.cursor, Id::Visitor)?;
+    let _bulk = state.bulk.enter().await;
     let page = state
         .visitors
         .list(&tid, &access, page, include_pii)
