@@ -46,13 +46,14 @@ fn verify(args: AuditVerifyArgs) -> Result<(), CliError> {
         bar.set_message(chain.clone());
         let started = std::time::Instant::now();
         let (c2, cp, pk) = (chain.clone(), checkpoint.clone(), public.clone());
-        let report = store.read_blocking(move |c| {
+        let loaders = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let report = store.read_parallel_blocking(loaders, move |conns| {
             let mut progress = |n: i64| bar.set_position(u64::try_from(n).unwrap_or(0));
             let r = match &cp {
                 Some(cp) if cp.chain_id == c2 => {
-                    steward_audit::verify_signed(c, &c2, cp, &pk, &mut progress)
+                    steward_audit::verify_signed_on(conns, &c2, cp, &pk, &mut progress)
                 }
-                _ => steward_audit::verify(c, &c2, None, &mut progress),
+                _ => steward_audit::verify_on(conns, &c2, None, &mut progress),
             };
             bar.finish_and_clear();
             r

@@ -162,7 +162,7 @@ pub fn prepare_checkpoint(
             Some(Start { seq: cp.seq, hash })
         })
         .unwrap_or_else(Start::genesis);
-    let walked = walk(conn, chain_id, start, head_seq, None, &mut |_| {})?;
+    let walked = walk(vec![conn], chain_id, start, head_seq, None, &mut |_| {})?;
     if walked.failure.is_some()
         || walked.last_seq != head_seq
         || walked.last_hash[..] != head_hash[..]

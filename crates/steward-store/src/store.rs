@@ -148,6 +148,34 @@ impl Store {
         f(&mut conn)
     }
 
+    /// A long read that can use several connections at once (verifying a whole audit chain):
+    /// `f` gets one connection for sure and up to `n - 1` more that are idle right now. Never
+    /// waiting for the extra ones means two such reads can never deadlock on the pool.
+    pub async fn read_parallel<T, F>(&self, n: usize, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(Vec<&mut DbConnection>) -> Result<T, Error> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read_parallel_blocking(n, f))
+            .await
+            .map_err(|_| Error::internal_msg("read task failed"))?
+    }
+
+    pub fn read_parallel_blocking<T, F>(&self, n: usize, f: F) -> Result<T, Error>
+    where
+        F: FnOnce(Vec<&mut DbConnection>) -> Result<T, Error>,
+    {
+        let mut conns = vec![self.inner.pool.get()?];
+        while conns.len() < n {
+            match self.inner.pool.try_get() {
+                Some(c) => conns.push(c),
+                None => break,
+            }
+        }
+        f(conns.iter_mut().map(|c| &mut **c).collect())
+    }
+
     /// A write through the group committer; resolves after its commit is durable.
     pub async fn write<T, F>(&self, f: F) -> Result<T, Error>
     where
