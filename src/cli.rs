@@ -146,7 +146,7 @@ pub struct ServeArgs {
     pub workers: Option<usize>,
 
     /// Bulk requests (imports, pull pages, exports, PII listings) served at once; more wait
-    /// their turn. Bounds the server's memory (default: two per core).
+    /// their turn. Bounds the server's memory (default: one per core, at least 2).
     #[arg(long, env = "STEWARD_MAX_BULK_REQUESTS")]
     pub max_bulk_requests: Option<usize>,
 }

@@ -87,7 +87,7 @@ impl Committer {
     ///
     /// The writer keeps one connection of its own rather than borrowing from the readers'
     /// pool: its page cache stays warm across batches (index pages of a large tenant), and on
-    /// SQLite it gets a larger cache than a reader needs.
+    /// SQLite it gets a larger cache than a reader needs (16 MiB against 1 MiB).
     pub fn start(manager: Manager) -> std::io::Result<Self> {
         let (queue, inbox) = mpsc::channel::<Box<dyn Unit>>();
         let commits = Arc::new(AtomicU64::new(0));
@@ -174,7 +174,7 @@ fn writer_loop(manager: &Manager, inbox: mpsc::Receiver<Box<dyn Unit>>, commits:
 
 /// Pages (negative: KiB) of SQLite page cache for the writer: index pages of large tenants
 /// stay in memory between batches instead of being read back for every insert.
-const WRITER_CACHE_KIB: i64 = 32 * 1024;
+const WRITER_CACHE_KIB: i64 = 16 * 1024;
 
 fn connect_writer(manager: &Manager) -> Option<DbConnection> {
     let connected = manager.connect().and_then(|mut c| {

@@ -59,6 +59,11 @@ pub enum ConnectError {
     Setup(#[from] diesel::result::Error),
 }
 
+/// SQLite page cache per pooled connection (KiB). Readers mostly fetch a few rows by key and
+/// the OS caches the file anyway; sixteen connections at SQLite's default 2 MB each were a
+/// sixth of the server's memory budget. The writer has its own, larger cache (`committer`).
+const READER_CACHE_KIB: u32 = 1024;
+
 #[derive(Debug)]
 pub struct Manager {
     url: DatabaseUrl,
@@ -91,7 +96,8 @@ impl Manager {
                          PRAGMA foreign_keys = ON;\
                          PRAGMA wal_autocheckpoint = 0;\
                          PRAGMA journal_size_limit = 67108864;\
-                         PRAGMA temp_store = MEMORY;",
+                         PRAGMA temp_store = MEMORY;\
+                         PRAGMA cache_size = -{READER_CACHE_KIB};",
                         self.options.sqlite_busy_timeout.as_millis()
                     ),
                 )?;
