@@ -1605,3 +1605,88 @@ e2e!(
         assert_eq!(found.json()["items"].as_array().unwrap().len(), 1);
     }
 );
+
+e2e!(
+    reencryption_skips_rows_changed_meanwhile_and_walks_again,
+    |app| {
+        use steward_store::reencrypt::ReencryptTarget;
+        use steward_visitors::reencrypt::VisitorReencryption;
+
+        let t = app.new_tenant("Racing shop");
+        let (_, token) = member(&app, &t);
+        let ids: Vec<String> = (0..3)
+        .map(|i| {
+            let body = json!({ "name": format!("Racer {i}"), "email": format!("racer-{i}@example.com") });
+            id_of(&create(&app, &t.id, &token, &body))
+        })
+        .collect();
+        // A new data-key version, without the job: this test plays the job's two halves itself.
+        let (store, keys, tid) = (
+            app.state.store.clone(),
+            app.state.keys.clone(),
+            t.id.clone(),
+        );
+        let now = chrono::Utc::now().naive_utc();
+        store
+            .write_blocking({
+                let (keys, tid) = (keys.clone(), tid.clone());
+                move |c| steward_store::keys::rotate_data_key(c, keys.kek(), &tid, now)
+            })
+            .unwrap();
+        let keyring = store.read_blocking(|c| keys.reload(c, &tid)).unwrap();
+        let target = VisitorReencryption;
+        assert_eq!(
+            store
+                .read_blocking(|c| target.remaining(c, &keyring))
+                .unwrap(),
+            3
+        );
+
+        // Re-sealed off the writer; before the write lands, one visitor is rectified (sealed anew
+        // under the new version) and one erased.
+        let batch = store
+            .read_blocking(|c| target.prepare(c, &keyring, None, 500))
+            .unwrap();
+        assert_eq!(batch.examined(), 3);
+        let patched = app.request(
+            Method::PATCH,
+            &format!("{}/{}", visitors_path(&t.id), ids[0]),
+            Some(&token),
+            Some(&json!({ "name": "Racer renamed" })),
+        );
+        assert_eq!(patched.status, 200, "{}", patched.text);
+        let erased = app.request(
+            Method::DELETE,
+            &format!("{}/{}", visitors_path(&t.id), ids[1]),
+            Some(&token),
+            None,
+        );
+        assert_eq!(erased.status, 200, "{}", erased.text);
+        let written = store.write_blocking(move |c| batch.apply(c)).unwrap();
+        assert_eq!(written, 1, "only the untouched visitor is written");
+
+        // The rectified value survives, the erased visitor stays erased, nothing is left behind.
+        assert_eq!(
+            store
+                .read_blocking(|c| target.remaining(c, &keyring))
+                .unwrap(),
+            0
+        );
+        let v = app.get(
+            &format!("{}/{}", visitors_path(&t.id), ids[0]),
+            Some(&token),
+        );
+        assert_eq!(v.json()["name"], "Racer renamed");
+        let gone = app.get(
+            &format!("{}/{}", visitors_path(&t.id), ids[1]),
+            Some(&token),
+        );
+        assert_eq!(gone.status, 404);
+        let v = app.get(
+            &format!("{}/{}", visitors_path(&t.id), ids[2]),
+            Some(&token),
+        );
+        assert_eq!(v.json()["name"], "Racer 2");
+        assert_eq!(v.json()["key_version"], 2);
+    }
+);

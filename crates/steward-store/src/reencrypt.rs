@@ -18,21 +18,39 @@ pub const KIND: &str = "reencrypt";
 const BATCH: i64 = 500;
 
 /// A table with sealed values.
+///
+/// A step happens in two halves so the expensive part stays off the single writer: `prepare`
+/// reads the next rows still under an older key version and re-seals them in memory, on a read
+/// connection; the returned batch's `apply` then writes them in a committer unit, each only if
+/// the row is still the one that was read (a write since then already sealed it anew, or erased
+/// it). Rows skipped that way are found again by `remaining`, and the job walks once more.
 pub trait ReencryptTarget: Send + Sync {
     /// Stable name, stored in job cursors.
     fn name(&self) -> &'static str;
-    /// Re-seals up to `limit` rows of the tenant after row key `after` (in the target's own
-    /// stable order) whose values use a key version older than the keyring's current one.
-    /// Returns how many rows were examined and the last row key examined (`None`: no more).
-    fn reencrypt_batch(
+    /// Reads up to `limit` rows of the tenant after row key `after` (in the target's own
+    /// stable order) whose values use a key version older than the keyring's current one, and
+    /// re-seals them under the current one without writing anything.
+    fn prepare(
         &self,
         conn: &mut DbConnection,
         keyring: &TenantKeyring,
         after: Option<&str>,
         limit: i64,
-    ) -> Result<(i64, Option<String>)>;
+    ) -> Result<Box<dyn ResealedBatch>>;
     /// Rows of the tenant the target holds (for progress totals).
     fn count(&self, conn: &mut DbConnection, tenant_id: &str) -> Result<i64>;
+    /// Rows of the tenant still under a key version older than the keyring's current one.
+    fn remaining(&self, conn: &mut DbConnection, keyring: &TenantKeyring) -> Result<i64>;
+}
+
+/// Rows re-sealed by [`ReencryptTarget::prepare`], waiting to be written.
+pub trait ResealedBatch: Send {
+    /// Rows read (a batch shorter than the limit means the target is done).
+    fn examined(&self) -> i64;
+    /// The last row key read, the next step's `after`.
+    fn last(&self) -> Option<String>;
+    /// Writes the rows that did not change since they were read; returns how many.
+    fn apply(self: Box<Self>, conn: &mut DbConnection) -> Result<i64>;
 }
 
 pub struct ReencryptJob {
@@ -68,49 +86,59 @@ impl JobHandler for ReencryptJob {
             .clone()
             .ok_or_else(|| Error::internal_msg("re-encryption job without tenant"))?;
         let (index, after) = parse_cursor(job.cursor.as_deref());
+        // Always the newest keyring: a rotation may have happened in another process.
+        let keyring = store.read_blocking(|conn| self.keys.reload(conn, &tenant_id))?;
+        let total = match job.total {
+            Some(t) => Some(t),
+            None => {
+                let mut t = 0;
+                for target in &self.targets {
+                    t += store.read_blocking(|conn| target.count(conn, &tenant_id))?;
+                }
+                Some(t)
+            }
+        };
         let Some(target) = self.targets.get(index).cloned() else {
             return Ok(Step {
                 cursor: job.cursor.clone(),
                 processed: 0,
-                total: job.total,
+                total,
                 finished: true,
             });
         };
-        let keys = self.keys.clone();
-        let targets = self.targets.clone();
-        let first_step = job.total.is_none();
-        store
-            .write_blocking(move |conn| {
-                // Always the newest keyring: a rotation may have happened in another process.
-                let keyring = keys.reload(conn, &tenant_id)?;
-                let total = if first_step {
-                    let mut t = 0;
-                    for target in &targets {
-                        t += target.count(conn, &tenant_id)?;
-                    }
-                    Some(t)
-                } else {
-                    None
-                };
-                let (processed, last) =
-                    target.reencrypt_batch(conn, &keyring, after.as_deref(), BATCH)?;
-                let (cursor, finished) = match last {
-                    Some(last) if processed >= BATCH => (format!("{index}:{last}"), false),
-                    _ => (format!("{}:", index + 1), index + 1 >= targets.len()),
-                };
-                Ok(Step {
-                    cursor: Some(cursor),
-                    processed,
-                    total,
-                    finished,
-                })
-            })
-            .map(|mut s| {
-                if s.total.is_none() {
-                    s.total = job.total;
+        let batch =
+            store.read_blocking(|conn| target.prepare(conn, &keyring, after.as_deref(), BATCH))?;
+        let (processed, last) = (batch.examined(), batch.last());
+        store.write_blocking(move |conn| batch.apply(conn))?;
+
+        let (cursor, finished) = match last {
+            Some(last) if processed >= BATCH => (format!("{index}:{last}"), false),
+            _ if index + 1 < self.targets.len() => (format!("{}:", index + 1), false),
+            _ => {
+                // The end of the last target: rows changed while they were being re-sealed
+                // were skipped; walk again until none is left.
+                let mut left = 0;
+                for target in &self.targets {
+                    left += store.read_blocking(|conn| target.remaining(conn, &keyring))?;
                 }
-                s
-            })
+                if left > 0 {
+                    tracing::info!(
+                        tenant_id = %tenant_id,
+                        left,
+                        "re-encryption walks again for rows changed meanwhile"
+                    );
+                    ("0:".to_string(), false)
+                } else {
+                    (format!("{}:", index + 1), true)
+                }
+            }
+        };
+        Ok(Step {
+            cursor: Some(cursor),
+            processed,
+            total,
+            finished,
+        })
     }
 }
 

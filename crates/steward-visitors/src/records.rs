@@ -325,6 +325,45 @@ pub fn update(conn: &mut DbConnection, row: &VisitorRow) -> Result<()> {
     Ok(())
 }
 
+/// Writes a re-sealed row's sealed values and key version — only if the row is still active
+/// and unchanged since it was read (same key version and `updated_at`). Returns 1 if written,
+/// 0 if a write in between got there first.
+pub fn update_sealed_if_unchanged(
+    conn: &mut DbConnection,
+    row: &VisitorRow,
+    seen_version: i64,
+    seen_updated_at: NaiveDateTime,
+) -> Result<i64> {
+    let written = diesel::update(
+        visitors::table
+            .filter(visitors::tenant_id.eq(&row.tenant_id))
+            .filter(visitors::id.eq(&row.id))
+            .filter(visitors::status.eq(STATUS_ACTIVE))
+            .filter(visitors::key_version.eq(seen_version))
+            .filter(visitors::updated_at.eq(seen_updated_at)),
+    )
+    .set((
+        visitors::name_sealed.eq(&row.name_sealed),
+        visitors::email_sealed.eq(&row.email_sealed),
+        visitors::phone_sealed.eq(&row.phone_sealed),
+        visitors::address_sealed.eq(&row.address_sealed),
+        visitors::attributes_sealed.eq(&row.attributes_sealed),
+        visitors::key_version.eq(row.key_version),
+    ))
+    .execute(conn)?;
+    Ok(written as i64)
+}
+
+/// Active visitors of the tenant still sealed under a key version before `current`.
+pub fn count_sealed_before(conn: &mut DbConnection, tenant_id: &str, current: i64) -> Result<i64> {
+    Ok(visitors::table
+        .filter(visitors::tenant_id.eq(tenant_id))
+        .filter(visitors::status.eq(STATUS_ACTIVE))
+        .filter(visitors::key_version.lt(current))
+        .count()
+        .get_result(conn)?)
+}
+
 pub fn find_by_index(
     conn: &mut DbConnection,
     tenant_id: &str,

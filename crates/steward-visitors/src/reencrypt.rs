@@ -1,12 +1,14 @@
 //! Visitors as a re-encryption target: after a data-key rotation, rows sealed under an older
-//! version are re-sealed under the current one.
+//! version are re-sealed under the current one — off the writer, then written only where the
+//! row did not change meanwhile.
 
+use chrono::NaiveDateTime;
 use steward_core::Result;
 use steward_keys::TenantKeyring;
-use steward_store::reencrypt::ReencryptTarget;
+use steward_store::reencrypt::{ReencryptTarget, ResealedBatch};
 use steward_store::DbConnection;
 
-use crate::records;
+use crate::records::{self, VisitorRow};
 
 pub struct VisitorReencryption;
 
@@ -15,25 +17,66 @@ impl ReencryptTarget for VisitorReencryption {
         "visitors"
     }
 
-    fn reencrypt_batch(
+    fn prepare(
         &self,
         conn: &mut DbConnection,
         keyring: &TenantKeyring,
         after: Option<&str>,
         limit: i64,
-    ) -> Result<(i64, Option<String>)> {
+    ) -> Result<Box<dyn ResealedBatch>> {
         let current = i64::from(keyring.current_version());
         let rows = records::sealed_before(conn, keyring.tenant_id(), current, after, limit)?;
-        let mut last = None;
-        for mut row in rows.iter().cloned() {
-            records::reseal(&mut row, keyring)?;
-            records::update(conn, &row)?;
-            last = Some(row.id.clone());
-        }
-        Ok((rows.len() as i64, last))
+        let examined = rows.len() as i64;
+        let last = rows.last().map(|r| r.id.clone());
+        let resealed = rows
+            .into_iter()
+            .map(|mut row| {
+                let seen = (row.key_version, row.updated_at);
+                records::reseal(&mut row, keyring)?;
+                Ok((row, seen))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Box::new(Resealed {
+            examined,
+            last,
+            rows: resealed,
+        }))
     }
 
     fn count(&self, conn: &mut DbConnection, tenant_id: &str) -> Result<i64> {
         records::count_active(conn, tenant_id)
+    }
+
+    fn remaining(&self, conn: &mut DbConnection, keyring: &TenantKeyring) -> Result<i64> {
+        records::count_sealed_before(
+            conn,
+            keyring.tenant_id(),
+            i64::from(keyring.current_version()),
+        )
+    }
+}
+
+struct Resealed {
+    examined: i64,
+    last: Option<String>,
+    /// Each row re-sealed, with the key version and `updated_at` it had when read.
+    rows: Vec<(VisitorRow, (i64, NaiveDateTime))>,
+}
+
+impl ResealedBatch for Resealed {
+    fn examined(&self) -> i64 {
+        self.examined
+    }
+
+    fn last(&self) -> Option<String> {
+        self.last.clone()
+    }
+
+    fn apply(self: Box<Self>, conn: &mut DbConnection) -> Result<i64> {
+        let mut written = 0;
+        for (row, (version, updated_at)) in &self.rows {
+            written += records::update_sealed_if_unchanged(conn, row, *version, *updated_at)?;
+        }
+        Ok(written)
     }
 }
