@@ -7,7 +7,9 @@
 //! (`wal_autocheckpoint = 0`, set by the pool manager) and this thread runs PASSIVE
 //! checkpoints shortly after commits happen. A PASSIVE checkpoint takes no lock that readers
 //! or the writer wait on, and durability is unchanged: every commit is already durable in the
-//! WAL, a checkpoint only moves it into the main file.
+//! WAL, a checkpoint only moves it into the main file. The writer still checkpoints itself
+//! once the WAL passes 64 MiB (see `committer`), which lets the WAL rewind; by then this
+//! thread has done nearly all of the copying.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
