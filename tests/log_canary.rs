@@ -143,6 +143,12 @@ fn run_with_format(format: &str) {
         !logs.contains(&canary),
         "the canary reached the logs ({format}):\n{logs}"
     );
+    // A first start on a fresh data dir and ordinary traffic log no errors (pool connections
+    // opening at once on a new SQLite file once raced to switch it to WAL).
+    assert!(
+        !logs.contains("ERROR"),
+        "a clean start logged an error ({format}):\n{logs}"
+    );
 }
 
 #[test]

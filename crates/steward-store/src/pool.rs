@@ -83,15 +83,15 @@ impl Manager {
                     SqliteSync::Full => "FULL",
                     SqliteSync::Normal => "NORMAL",
                 };
-                // busy_timeout first: switching a fresh file to WAL takes a lock, and several
-                // pool connections opening at once would otherwise see "database is locked".
-                // No checkpoint on commit: `checkpointer` does them off the commit path. A
-                // savepoint's sub-journal stays in memory (every unit runs in one).
+                // WAL mode is a property of the file, set once by `enable_wal` before the pool
+                // opens: switching it takes an exclusive lock that SQLite does not wait for, so
+                // pool connections opening at once on a fresh file would see "database is
+                // locked". No checkpoint on commit: `checkpointer` does them off the commit
+                // path. A savepoint's sub-journal stays in memory (every unit runs in one).
                 diesel::connection::SimpleConnection::batch_execute(
                     &mut conn,
                     &format!(
                         "PRAGMA busy_timeout = {};\
-                         PRAGMA journal_mode = WAL;\
                          PRAGMA synchronous = {sync};\
                          PRAGMA foreign_keys = ON;\
                          PRAGMA wal_autocheckpoint = 0;\
@@ -105,6 +105,24 @@ impl Manager {
             }
             DatabaseUrl::Postgres(url) => Ok(DbConnection::Postgres(PgConnection::establish(url)?)),
         }
+    }
+}
+
+impl Manager {
+    /// Puts a SQLite database in WAL mode (it stays so); a no-op for PostgreSQL. Call it once,
+    /// before any pool or writer connection opens.
+    pub fn enable_wal(&self) -> Result<(), ConnectError> {
+        if let DatabaseUrl::Sqlite(path) = &self.url {
+            let mut conn = SqliteConnection::establish(&path.to_string_lossy())?;
+            diesel::connection::SimpleConnection::batch_execute(
+                &mut conn,
+                &format!(
+                    "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL;",
+                    self.options.sqlite_busy_timeout.as_millis()
+                ),
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -20,6 +20,8 @@ pub enum OpenError {
     },
     #[error("could not open the database pool: {0}")]
     Pool(#[from] r2d2::Error),
+    #[error("could not prepare the database: {0}")]
+    Setup(crate::pool::ConnectError),
     #[error(transparent)]
     Migration(#[from] migrations::MigrationError),
     #[error("could not start the committer thread: {0}")]
@@ -61,6 +63,9 @@ impl Store {
                 })?;
             }
         }
+        Manager::new(url.clone(), options.clone())
+            .enable_wal()
+            .map_err(OpenError::Setup)?;
         let pool = build_pool(url, options.clone())?;
         let backend = if url.is_sqlite() {
             Backend::Sqlite
