@@ -8,13 +8,13 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use diesel::connection::SimpleConnection;
-use diesel::{Connection, PgConnection};
 use serde_json::Value;
 use steward_api::{AppState, Config};
 use steward_core::ManualClock;
 
-pub const PG_ENV: &str = "STEWARD_TEST_POSTGRES_URL";
+// The `both!`/`e2e!` macros name PG_ENV; not every test binary invokes them.
+#[allow(unused_imports)]
+pub use steward_store::testing::{TestDatabase, PG_ENV};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -49,48 +49,6 @@ macro_rules! e2e {
             }
         }
     };
-}
-
-/// A PostgreSQL database that exists for one test.
-pub struct TestDatabase {
-    admin_url: String,
-    pub name: String,
-    pub url: String,
-}
-
-impl TestDatabase {
-    pub fn create() -> Option<Self> {
-        let admin_url = std::env::var(PG_ENV).ok().filter(|s| !s.is_empty())?;
-        let name = format!(
-            "steward_test_{}",
-            ulid::Ulid::new().to_string().to_lowercase()
-        );
-        let mut admin = PgConnection::establish(&admin_url).expect("connect to test PostgreSQL");
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create test database");
-        let base = admin_url
-            .rsplit_once('/')
-            .map(|(b, _)| b.to_string())
-            .expect("PostgreSQL URL has a database path");
-        let url = format!("{base}/{name}");
-        Some(Self {
-            admin_url,
-            name,
-            url,
-        })
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = PgConnection::establish(&self.admin_url) {
-            let _ = admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
 }
 
 pub struct Response {

@@ -16,6 +16,8 @@ pub mod reencrypt;
 pub mod schema;
 pub mod store;
 pub mod tenants;
+#[cfg(feature = "test-support")]
+pub mod testing;
 pub mod url;
 
 pub use committer::Committer;

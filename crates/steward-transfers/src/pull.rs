@@ -16,7 +16,7 @@ use steward_store::keys::KeyService;
 use steward_store::pagination::{Page, PageRequest};
 use steward_store::{tenants, DbConnection, Store};
 use steward_visitors::consents::{validate_purpose, ConsentStatus};
-use steward_visitors::records::{self, VisitorRow, STATUS_ACTIVE};
+use steward_visitors::records::{self, VisitorRow};
 use steward_visitors::schema::{consents, visitors};
 use steward_visitors::{disclose_after, Access, Disclosure};
 
@@ -113,19 +113,11 @@ pub fn visitors_page(
     updated_since: Option<NaiveDateTime>,
     limit: i64,
 ) -> Result<Vec<VisitorRow>> {
-    let mut q = visitors::table
-        .filter(visitors::tenant_id.eq(tenant_id))
-        .filter(visitors::status.eq(STATUS_ACTIVE))
-        .select(VisitorRow::as_select())
-        .order(visitors::id.asc())
-        .limit(limit)
-        .into_boxed();
-    if let Some(a) = after {
-        q = q.filter(visitors::id.gt(a.to_string()));
-    }
-    if let Some(since) = updated_since {
-        q = q.filter(visitors::updated_at.ge(since));
-    }
+    let q = records::active_page(tenant_id, after, limit);
+    let q = match updated_since {
+        Some(since) => q.filter(visitors::updated_at.ge(since)),
+        None => q,
+    };
     Ok(q.load(conn)?)
 }
 

@@ -255,12 +255,13 @@ pub fn insert(conn: &mut DbConnection, row: &VisitorRow) -> Result<()> {
     Ok(())
 }
 
-/// Rows per multi-row INSERT: well under both backends' bind-parameter limits.
-const INSERT_CHUNK: usize = 400;
+/// Rows per multi-row INSERT, and values per `IN` list: well under both backends'
+/// bind-parameter limits.
+const CHUNK: usize = 400;
 
 /// Inserts many visitors in multi-row statements (an import's thousand rows in three).
 pub fn insert_many(conn: &mut DbConnection, rows: &[VisitorRow]) -> Result<()> {
-    for chunk in rows.chunks(INSERT_CHUNK) {
+    for chunk in rows.chunks(CHUNK) {
         // MultiConnection cannot run multi-row inserts; each backend can.
         let inserted = match conn {
             DbConnection::Sqlite(c) => diesel::insert_into(visitors::table)
@@ -289,7 +290,7 @@ pub fn external_refs_taken(
     refs: &[&str],
 ) -> Result<std::collections::HashSet<String>> {
     let mut taken = std::collections::HashSet::new();
-    for chunk in refs.chunks(INSERT_CHUNK) {
+    for chunk in refs.chunks(CHUNK) {
         let found: Vec<Option<String>> = visitors::table
             .filter(visitors::tenant_id.eq(tenant_id))
             .filter(visitors::external_ref.eq_any(chunk))
@@ -391,6 +392,29 @@ pub fn find_by_index(
     Ok(rows)
 }
 
+/// The backend of [`DbConnection`], for boxed queries.
+type Db = <DbConnection as diesel::Connection>::Backend;
+/// Active visitor rows of one tenant, by id, after a cursor: what every paged walk starts from.
+pub type ActivePage<'a> = visitors::BoxedQuery<
+    'a,
+    Db,
+    <diesel::dsl::AsSelect<VisitorRow, Db> as diesel::Expression>::SqlType,
+>;
+
+pub fn active_page<'a>(tenant_id: &'a str, after: Option<&str>, limit: i64) -> ActivePage<'a> {
+    let q = visitors::table
+        .filter(visitors::tenant_id.eq(tenant_id))
+        .filter(visitors::status.eq(STATUS_ACTIVE))
+        .select(VisitorRow::as_select())
+        .order(visitors::id.asc())
+        .limit(limit)
+        .into_boxed();
+    match after {
+        Some(a) => q.filter(visitors::id.gt(a.to_string())),
+        None => q,
+    }
+}
+
 /// Active visitors after `after`, by id.
 pub fn page(
     conn: &mut DbConnection,
@@ -398,17 +422,7 @@ pub fn page(
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<VisitorRow>> {
-    let mut q = visitors::table
-        .filter(visitors::tenant_id.eq(tenant_id))
-        .filter(visitors::status.eq(STATUS_ACTIVE))
-        .select(VisitorRow::as_select())
-        .order(visitors::id.asc())
-        .limit(limit)
-        .into_boxed();
-    if let Some(a) = after {
-        q = q.filter(visitors::id.gt(a.to_string()));
-    }
-    Ok(q.load(conn)?)
+    Ok(active_page(tenant_id, after, limit).load(conn)?)
 }
 
 pub fn count_active(conn: &mut DbConnection, tenant_id: &str) -> Result<i64> {
@@ -427,19 +441,10 @@ pub fn inactive_since(
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<VisitorRow>> {
-    let mut q = visitors::table
-        .filter(visitors::tenant_id.eq(tenant_id))
-        .filter(visitors::status.eq(STATUS_ACTIVE))
+    Ok(active_page(tenant_id, after, limit)
         .filter(visitors::legal_hold.eq(false))
         .filter(visitors::last_activity_at.lt(cutoff))
-        .select(VisitorRow::as_select())
-        .order(visitors::id.asc())
-        .limit(limit)
-        .into_boxed();
-    if let Some(a) = after {
-        q = q.filter(visitors::id.gt(a.to_string()));
-    }
-    Ok(q.load(conn)?)
+        .load(conn)?)
 }
 
 /// Rows sealed under a version older than `current`, after `after`.
@@ -450,18 +455,9 @@ pub fn sealed_before(
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<VisitorRow>> {
-    let mut q = visitors::table
-        .filter(visitors::tenant_id.eq(tenant_id))
-        .filter(visitors::status.eq(STATUS_ACTIVE))
+    Ok(active_page(tenant_id, after, limit)
         .filter(visitors::key_version.lt(current))
-        .select(VisitorRow::as_select())
-        .order(visitors::id.asc())
-        .limit(limit)
-        .into_boxed();
-    if let Some(a) = after {
-        q = q.filter(visitors::id.gt(a.to_string()));
-    }
-    Ok(q.load(conn)?)
+        .load(conn)?)
 }
 
 pub fn count_all(conn: &mut DbConnection, tenant_id: &str) -> Result<i64> {

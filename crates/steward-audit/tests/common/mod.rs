@@ -11,7 +11,9 @@ use steward_core::Id;
 use steward_store::pool::PoolOptions;
 use steward_store::{DatabaseUrl, DbConnection, Store};
 
-pub const PG_ENV: &str = "STEWARD_TEST_POSTGRES_URL";
+// The `both!`/`e2e!` macros name PG_ENV; not every test binary invokes them.
+#[allow(unused_imports)]
+pub use steward_store::testing::{TestDatabase, PG_ENV};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -48,54 +50,12 @@ macro_rules! both {
     };
 }
 
-/// A PostgreSQL database that exists for one test.
-pub struct PgDatabase {
-    admin_url: String,
-    name: String,
-    pub url: String,
-}
-
-impl PgDatabase {
-    pub fn create() -> Option<Self> {
-        let admin_url = std::env::var(PG_ENV).ok().filter(|s| !s.is_empty())?;
-        let name = format!(
-            "steward_audit_{}",
-            ulid::Ulid::new().to_string().to_lowercase()
-        );
-        let mut admin = PgConnection::establish(&admin_url).expect("connect to test PostgreSQL");
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create test database");
-        let base = admin_url
-            .rsplit_once('/')
-            .map(|(b, _)| b.to_string())
-            .expect("PostgreSQL URL has a database path");
-        let url = format!("{base}/{name}");
-        Some(Self {
-            admin_url,
-            name,
-            url,
-        })
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = PgConnection::establish(&self.admin_url) {
-            let _ = admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
-}
-
 pub struct TestDb {
     pub backend: Backend,
     pub store: Store,
     pub url: String,
     // Dropped after the store: the database outlives its connections.
-    pg: Option<PgDatabase>,
+    pg: Option<TestDatabase>,
     _dir: tempfile::TempDir,
 }
 
@@ -108,7 +68,7 @@ impl TestDb {
                 None,
             ),
             Backend::Postgres => {
-                let pg = PgDatabase::create()?;
+                let pg = TestDatabase::create()?;
                 (pg.url.clone(), Some(pg))
             }
         };

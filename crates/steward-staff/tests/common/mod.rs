@@ -4,15 +4,15 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use chrono::{Duration, NaiveDateTime};
-use diesel::connection::SimpleConnection;
-use diesel::{Connection, PgConnection};
 use steward_core::{Error, Id, Principal, PrincipalKind, Role};
 use steward_staff::NewAccessRequest;
 use steward_store::pool::PoolOptions;
 use steward_store::tenants::{self, TenantRow};
 use steward_store::{DatabaseUrl, DbConnection, Store};
 
-pub const PG_ENV: &str = "STEWARD_TEST_POSTGRES_URL";
+// The `both!`/`e2e!` macros name PG_ENV; not every test binary invokes them.
+#[allow(unused_imports)]
+pub use steward_store::testing::{TestDatabase, PG_ENV};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -49,52 +49,11 @@ macro_rules! both {
     };
 }
 
-/// A PostgreSQL database that exists for one test.
-pub struct PgDatabase {
-    admin_url: String,
-    name: String,
-    pub url: String,
-}
-
-impl PgDatabase {
-    pub fn create() -> Option<Self> {
-        let admin_url = std::env::var(PG_ENV).ok().filter(|s| !s.is_empty())?;
-        // An id's ULID body: unique, lower-case, a valid identifier after the prefix.
-        let ulid = Id::Job.generate();
-        let name = format!("steward_test_{}", ulid.trim_start_matches("job_"));
-        let mut admin = PgConnection::establish(&admin_url).expect("connect to test PostgreSQL");
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create test database");
-        let base = admin_url
-            .rsplit_once('/')
-            .map(|(b, _)| b.to_string())
-            .expect("PostgreSQL URL has a database path");
-        let url = format!("{base}/{name}");
-        Some(Self {
-            admin_url,
-            name,
-            url,
-        })
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = PgConnection::establish(&self.admin_url) {
-            let _ = admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
-}
-
 pub struct TestDb {
     pub backend: Backend,
     pub store: Store,
     // Dropped after the store: the database outlives its connections.
-    pg: Option<PgDatabase>,
+    pg: Option<TestDatabase>,
     _dir: tempfile::TempDir,
 }
 
@@ -107,7 +66,7 @@ impl TestDb {
                 None,
             ),
             Backend::Postgres => {
-                let pg = PgDatabase::create()?;
+                let pg = TestDatabase::create()?;
                 (pg.url.clone(), Some(pg))
             }
         };

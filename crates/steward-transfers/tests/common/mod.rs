@@ -7,8 +7,6 @@
 use std::sync::Arc;
 
 use chrono::{Duration, NaiveDateTime};
-use diesel::connection::SimpleConnection;
-use diesel::{Connection, PgConnection};
 use serde_json::{json, Value};
 pub use steward_core::Clock;
 use steward_core::{Error, Id, ManualClock, Principal, PrincipalKind, Role};
@@ -20,7 +18,9 @@ use steward_transfers::{registry, AuthorizationRow, NewAuthorization, PullPage, 
 use steward_visitors::service::Created;
 use steward_visitors::{Access, VisitorInput, VisitorService};
 
-pub const PG_ENV: &str = "STEWARD_TEST_POSTGRES_URL";
+// The `both!`/`e2e!` macros name PG_ENV; not every test binary invokes them.
+#[allow(unused_imports)]
+pub use steward_store::testing::{TestDatabase, PG_ENV};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -57,48 +57,6 @@ macro_rules! both {
     };
 }
 
-/// A PostgreSQL database that exists for one test.
-pub struct PgDatabase {
-    admin_url: String,
-    name: String,
-    pub url: String,
-}
-
-impl PgDatabase {
-    pub fn create() -> Option<Self> {
-        let admin_url = std::env::var(PG_ENV).ok().filter(|s| !s.is_empty())?;
-        let name = format!(
-            "steward_test_{}",
-            ulid::Ulid::new().to_string().to_lowercase()
-        );
-        let mut admin = PgConnection::establish(&admin_url).expect("connect to test PostgreSQL");
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create test database");
-        let base = admin_url
-            .rsplit_once('/')
-            .map(|(b, _)| b.to_string())
-            .expect("PostgreSQL URL has a database path");
-        let url = format!("{base}/{name}");
-        Some(Self {
-            admin_url,
-            name,
-            url,
-        })
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = PgConnection::establish(&self.admin_url) {
-            let _ = admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
-}
-
 pub struct Env {
     pub backend: Backend,
     pub rt: tokio::runtime::Runtime,
@@ -109,7 +67,7 @@ pub struct Env {
     pub visitors: VisitorService,
     pub admin: Principal,
     // Dropped after the store: the database outlives its connections.
-    pg: Option<PgDatabase>,
+    pg: Option<TestDatabase>,
     _dir: tempfile::TempDir,
 }
 
@@ -122,7 +80,7 @@ impl Env {
                 None,
             ),
             Backend::Postgres => {
-                let pg = PgDatabase::create()?;
+                let pg = TestDatabase::create()?;
                 (pg.url.clone(), Some(pg))
             }
         };

@@ -1,0 +1,54 @@
+//! Test support, for the workspace's test suites only (feature `test-support`, enabled from
+//! dev-dependencies): a PostgreSQL database that exists for one test.
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+
+/// The server the PostgreSQL half of every suite runs against (a URL whose database the
+/// tests may connect to and create databases from); unset, those tests say "skipped".
+pub const PG_ENV: &str = "STEWARD_TEST_POSTGRES_URL";
+
+/// A database created for one test on the [`PG_ENV`] server and dropped when this is
+/// (`steward_test_…`; `.ci/run` also drops any a crashed run left behind).
+pub struct TestDatabase {
+    admin_url: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    /// `None` when [`PG_ENV`] is not set. Panics if the server cannot be reached: a
+    /// configured but broken test database is a failure, not a skip.
+    #[allow(clippy::expect_used)]
+    pub fn create() -> Option<Self> {
+        let admin_url = std::env::var(PG_ENV).ok().filter(|s| !s.is_empty())?;
+        // An id's ULID body: unique, lower-case, a valid identifier after the prefix.
+        let ulid = steward_core::Id::Job.generate();
+        let name = format!("steward_test_{}", ulid.trim_start_matches("job_"));
+        let mut admin = PgConnection::establish(&admin_url).expect("connect to test PostgreSQL");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create test database");
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_string())
+            .expect("PostgreSQL URL has a database path");
+        let url = format!("{base}/{name}");
+        Some(Self {
+            admin_url,
+            name,
+            url,
+        })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = PgConnection::establish(&self.admin_url) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
