@@ -23,9 +23,6 @@ use crate::schema::{audit_events, audit_heads};
 use crate::staged::{Head, StagedAppends};
 use crate::PLATFORM_CHAIN;
 
-/// Rows per INSERT statement: 19 binds each stays under both backends' parameter limits.
-const INSERT_CHUNK: usize = 500;
-
 /// Where an appended event landed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Appended {
@@ -249,20 +246,6 @@ fn head_sqlite(c: &mut SqliteConnection, chain_id: &str) -> QueryResult<Option<(
 }
 
 pub(crate) fn insert_rows(conn: &mut DbConnection, rows: &[EventRow]) -> Result<()> {
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        // MultiConnection cannot run multi-row inserts; each backend can.
-        match conn {
-            DbConnection::Postgres(pg) => {
-                diesel::insert_into(audit_events::table)
-                    .values(chunk)
-                    .execute(pg)?;
-            }
-            DbConnection::Sqlite(c) => {
-                diesel::insert_into(audit_events::table)
-                    .values(chunk)
-                    .execute(c)?;
-            }
-        }
-    }
+    steward_store::insert_chunked!(conn, audit_events::table, rows)?;
     Ok(())
 }

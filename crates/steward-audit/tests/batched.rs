@@ -155,3 +155,29 @@ both!(one_batch_appends_to_many_chains, |db| {
         assert_chain(&db, chain, 3);
     }
 });
+
+// The staged rows go out in fixed-size statements (500, 100, 20, 5, 1 rows); 1,237 events use
+// every size, and each must land once, in order, with the chain intact.
+both!(
+    a_large_batch_lands_whole_through_every_statement_size,
+    |db| {
+        let chain = tenant();
+        let events: Vec<_> = (0..1237).map(event).collect();
+        let c = chain.clone();
+        let appended = db
+            .store
+            .write_blocking(move |conn| steward_audit::append_many(conn, &c, events, now()))
+            .unwrap();
+        assert_eq!(appended.len(), 1237);
+        let seqs: Vec<i64> = appended.iter().map(|a| a.seq).collect();
+        assert_eq!(seqs, (1..=1237).collect::<Vec<_>>());
+        assert_chain(&db, &chain, 1237);
+        // A second, odd-sized batch reuses the cached statements and continues the chain.
+        let c = chain.clone();
+        let more: Vec<_> = (0..26).map(event).collect();
+        db.store
+            .write_blocking(move |conn| steward_audit::append_many(conn, &c, more, now()))
+            .unwrap();
+        assert_chain(&db, &chain, 1263);
+    }
+);

@@ -4,6 +4,7 @@
 
 pub mod batch;
 mod checkpointer;
+mod chunked;
 pub mod committer;
 pub mod connection;
 pub mod jobs;

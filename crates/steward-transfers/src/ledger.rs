@@ -197,21 +197,7 @@ fn upsert_recipients(
             .set((recips::fields.eq(fields), recips::last_at.eq(now)))
             .execute(conn)?;
         }
-        if !inserts.is_empty() {
-            // MultiConnection cannot run multi-row inserts; each backend can.
-            match conn {
-                DbConnection::Postgres(pg) => {
-                    diesel::insert_into(recips::table)
-                        .values(&inserts)
-                        .execute(pg)?;
-                }
-                DbConnection::Sqlite(c) => {
-                    diesel::insert_into(recips::table)
-                        .values(&inserts)
-                        .execute(c)?;
-                }
-            }
-        }
+        steward_store::insert_chunked!(conn, recips::table, &inserts[..])?;
     }
     Ok(())
 }

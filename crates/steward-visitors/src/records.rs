@@ -255,30 +255,20 @@ pub fn insert(conn: &mut DbConnection, row: &VisitorRow) -> Result<()> {
     Ok(())
 }
 
-/// Rows per multi-row INSERT, and values per `IN` list: well under both backends'
-/// bind-parameter limits.
+/// Values per `IN` list: well under both backends' bind-parameter limits.
 const CHUNK: usize = 400;
 
-/// Inserts many visitors in multi-row statements (an import's thousand rows in three).
+/// Inserts many visitors in multi-row statements (an import's thousand rows in two).
 pub fn insert_many(conn: &mut DbConnection, rows: &[VisitorRow]) -> Result<()> {
-    for chunk in rows.chunks(CHUNK) {
-        // MultiConnection cannot run multi-row inserts; each backend can.
-        let inserted = match conn {
-            DbConnection::Sqlite(c) => diesel::insert_into(visitors::table)
-                .values(chunk)
-                .execute(c),
-            DbConnection::Postgres(c) => diesel::insert_into(visitors::table)
-                .values(chunk)
-                .execute(c),
-        };
-        inserted.map_err(|e| match Error::from(e) {
+    steward_store::insert_chunked!(conn, visitors::table, rows).map_err(|e| {
+        match Error::from(e) {
             Error::Conflict { .. } => Error::conflict(
                 "external_ref_taken",
                 "another visitor of this tenant has this external_ref",
             ),
             other => other,
-        })?;
-    }
+        }
+    })?;
     Ok(())
 }
 
