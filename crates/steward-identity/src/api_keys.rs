@@ -156,12 +156,13 @@ pub fn authenticate(
         detail: "invalid, expired or revoked API key",
     };
     let hash = hash_secret(secret);
-    let row: ApiKeyRow = api_keys::table
+    // Every API request runs this: on the backend's own connection (see `steward_store::direct!`).
+    let row: ApiKeyRow = steward_store::direct!(conn, |c| api_keys::table
         .filter(api_keys::secret_hash.eq(&hash))
         .select(ApiKeyRow::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or_else(invalid)?;
+        .first(c)
+        .optional())?
+    .ok_or_else(invalid)?;
     // The lookup is by hash; compare again in constant time so the decision never rests on a
     // variable-time database comparison.
     if !verify_secret(secret, &row.secret_hash)

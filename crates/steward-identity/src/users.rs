@@ -147,12 +147,13 @@ pub fn insert(conn: &mut DbConnection, row: &UserRow) -> Result<()> {
 }
 
 pub fn get(conn: &mut DbConnection, id: &str) -> Result<UserRow> {
-    users::table
+    // Every request with a user's token runs this (see `steward_store::direct!`).
+    steward_store::direct!(conn, |c| users::table
         .find(id)
         .select(UserRow::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or(Error::NotFound)
+        .first(c)
+        .optional())?
+    .ok_or(Error::NotFound)
 }
 
 /// A user of `tenant_id` (`None`: staff), or `NotFound` — also for a user of another tenant.

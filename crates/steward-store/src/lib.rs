@@ -7,6 +7,7 @@ mod checkpointer;
 mod chunked;
 pub mod committer;
 pub mod connection;
+mod direct;
 pub mod jobs;
 pub mod keys;
 pub mod migrations;

@@ -293,13 +293,14 @@ pub fn external_refs_taken(
 
 /// An active visitor of the tenant, or `NotFound` (missing, erased, or another tenant's).
 pub fn get_active(conn: &mut DbConnection, tenant_id: &str, id: &str) -> Result<VisitorRow> {
-    visitors::table
+    // The hottest read (see `steward_store::direct!`).
+    steward_store::direct!(conn, |c| visitors::table
         .find((tenant_id, id))
         .filter(visitors::status.eq(STATUS_ACTIVE))
         .select(VisitorRow::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or(Error::NotFound)
+        .first(c)
+        .optional())?
+    .ok_or(Error::NotFound)
 }
 
 pub fn update(conn: &mut DbConnection, row: &VisitorRow) -> Result<()> {
