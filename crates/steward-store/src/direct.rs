@@ -11,7 +11,7 @@
 /// Evaluates `$body` with `$c` bound to the concrete backend connection inside `$conn`
 /// (`&mut DbConnection`), once per backend arm, so one query-builder expression serves both:
 ///
-/// ```ignore
+/// ```text
 /// let row = direct!(conn, |c| visitors::table.find((tid, id)).first::<VisitorRow>(c))?;
 /// ```
 ///
