@@ -65,12 +65,13 @@ pub fn insert(conn: &mut DbConnection, row: &TenantRow) -> Result<()> {
 
 /// The tenant, or `NotFound`.
 pub fn get(conn: &mut DbConnection, id: &str) -> Result<TenantRow> {
-    tenants::table
+    // Every write to a tenant's data checks its status first (see `direct!`).
+    crate::direct!(conn, |c| tenants::table
         .find(id)
         .select(TenantRow::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or(Error::NotFound)
+        .first(c)
+        .optional())?
+    .ok_or(Error::NotFound)
 }
 
 pub fn list(conn: &mut DbConnection, page: &PageRequest) -> Result<Page<TenantRow>> {

@@ -242,17 +242,8 @@ pub fn reseal(row: &mut VisitorRow, k: &TenantKeyring) -> Result<()> {
 }
 
 pub fn insert(conn: &mut DbConnection, row: &VisitorRow) -> Result<()> {
-    diesel::insert_into(visitors::table)
-        .values(row)
-        .execute(conn)
-        .map_err(|e| match Error::from(e) {
-            Error::Conflict { .. } => Error::conflict(
-                "external_ref_taken",
-                "another visitor of this tenant has this external_ref",
-            ),
-            other => other,
-        })?;
-    Ok(())
+    // As a one-row batch: a cached statement, not SQL rendered on each create.
+    insert_many(conn, std::slice::from_ref(row))
 }
 
 /// Values per `IN` list: well under both backends' bind-parameter limits.
