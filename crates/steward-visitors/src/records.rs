@@ -356,20 +356,34 @@ pub fn find_by_index(
 ) -> Result<Vec<VisitorRow>> {
     // No ORDER BY here: with one, SQLite's planner walks the primary key (tenant_id, id) to
     // avoid a sort and scans the whole tenant instead of using the blind-index index. The few
-    // matches are sorted in memory.
-    let mut q = visitors::table
+    // matches are sorted in memory. One query shape per filter combination, not a boxed
+    // query: each runs prepared on the backend's own connection (see `direct!`), which the
+    // e-mail lookup behind every "find my customer" call is worth.
+    let base = visitors::table
         .filter(visitors::tenant_id.eq(tenant_id))
-        .filter(visitors::status.eq(STATUS_ACTIVE))
-        .select(VisitorRow::as_select())
-        .limit(limit)
-        .into_boxed();
-    if let Some(i) = email_index {
-        q = q.filter(visitors::email_index.eq(i.to_vec()));
-    }
-    if let Some(i) = phone_index {
-        q = q.filter(visitors::phone_index.eq(i.to_vec()));
-    }
-    let mut rows: Vec<VisitorRow> = q.load(conn)?;
+        .filter(visitors::status.eq(STATUS_ACTIVE));
+    let mut rows: Vec<VisitorRow> = match (email_index, phone_index) {
+        (Some(e), Some(p)) => steward_store::direct!(conn, |c| base
+            .filter(visitors::email_index.eq(e))
+            .filter(visitors::phone_index.eq(p))
+            .select(VisitorRow::as_select())
+            .limit(limit)
+            .load(c))?,
+        (Some(e), None) => steward_store::direct!(conn, |c| base
+            .filter(visitors::email_index.eq(e))
+            .select(VisitorRow::as_select())
+            .limit(limit)
+            .load(c))?,
+        (None, Some(p)) => steward_store::direct!(conn, |c| base
+            .filter(visitors::phone_index.eq(p))
+            .select(VisitorRow::as_select())
+            .limit(limit)
+            .load(c))?,
+        (None, None) => steward_store::direct!(conn, |c| base
+            .select(VisitorRow::as_select())
+            .limit(limit)
+            .load(c))?,
+    };
     rows.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(rows)
 }
