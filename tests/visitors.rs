@@ -522,6 +522,41 @@ e2e!(lifecycle_never_stores_plaintext, |app| {
     let items = r.json()["items"].as_array().unwrap().clone();
     assert_eq!(items.len(), 1, "exactly the one visitor: {items:?}");
     assert_eq!(items[0]["id"], vid.as_str());
+    // Both at once must both match: the right pair finds the visitor, a wrong e-mail nothing.
+    let both = |mail: &str, tel: &str| {
+        app.get(
+            &format!(
+                "{}?email={}&phone={}",
+                visitors_path(&tid),
+                urlencode(mail),
+                urlencode(tel)
+            ),
+            Some(&token),
+        )
+    };
+    let r = both(&email, &phone_variant);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let items = r.json()["items"].as_array().unwrap().clone();
+    assert_eq!(
+        items.len(),
+        1,
+        "the visitor with this e-mail and phone: {items:?}"
+    );
+    assert_eq!(items[0]["id"], vid.as_str());
+    let r = both(&format!("other-{tag}@example.com"), &phone_variant);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json()["items"],
+        json!([]),
+        "the phone alone does not match"
+    );
+    let r = both(&email, "+44 20 7946 0000");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json()["items"],
+        json!([]),
+        "the e-mail alone does not match"
+    );
     assert_no_plaintext(&app, &canaries, &tid, "after lookup");
 
     // Rectify the name only.

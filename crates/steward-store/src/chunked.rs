@@ -21,29 +21,20 @@ macro_rules! insert_chunked {
         let rows = $rows;
         (|| -> ::diesel::QueryResult<usize> {
             let mut inserted = 0usize;
-            let (c500, rest) = rows.as_chunks::<500>();
-            for c in c500 {
-                inserted += $crate::insert_chunked!(@one conn, $table, c)?;
-            }
-            let (c100, rest) = rest.as_chunks::<100>();
-            for c in c100 {
-                inserted += $crate::insert_chunked!(@one conn, $table, c)?;
-            }
-            let (c20, rest) = rest.as_chunks::<20>();
-            for c in c20 {
-                inserted += $crate::insert_chunked!(@one conn, $table, c)?;
-            }
-            let (c5, rest) = rest.as_chunks::<5>();
-            for c in c5 {
-                inserted += $crate::insert_chunked!(@one conn, $table, c)?;
-            }
-            let (c1, _) = rest.as_chunks::<1>();
-            for c in c1 {
-                inserted += $crate::insert_chunked!(@one conn, $table, c)?;
-            }
+            $crate::insert_chunked!(@sizes conn, $table, rows, inserted, 500, 100, 20, 5, 1);
             Ok(inserted)
         })()
     }};
+    // For each size, largest first: every full chunk of that size, then the rest moves on.
+    (@sizes $conn:ident, $table:expr, $rest:ident, $inserted:ident, $($n:literal),+) => {
+        $(
+            let (full, $rest) = $rest.as_chunks::<$n>();
+            for chunk in full {
+                $inserted += $crate::insert_chunked!(@one $conn, $table, chunk)?;
+            }
+        )+
+        let _ = $rest; // empty: the last size is 1
+    };
     // MultiConnection cannot run multi-row inserts; each backend can.
     (@one $conn:expr, $table:expr, $chunk:expr) => {
         match &mut *$conn {

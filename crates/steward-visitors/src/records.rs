@@ -362,27 +362,21 @@ pub fn find_by_index(
     let base = visitors::table
         .filter(visitors::tenant_id.eq(tenant_id))
         .filter(visitors::status.eq(STATUS_ACTIVE));
+    macro_rules! load {
+        ($q:expr) => {
+            steward_store::direct!(conn, |c| $q
+                .select(VisitorRow::as_select())
+                .limit(limit)
+                .load(c))?
+        };
+    }
     let mut rows: Vec<VisitorRow> = match (email_index, phone_index) {
-        (Some(e), Some(p)) => steward_store::direct!(conn, |c| base
+        (Some(e), Some(p)) => load!(base
             .filter(visitors::email_index.eq(e))
-            .filter(visitors::phone_index.eq(p))
-            .select(VisitorRow::as_select())
-            .limit(limit)
-            .load(c))?,
-        (Some(e), None) => steward_store::direct!(conn, |c| base
-            .filter(visitors::email_index.eq(e))
-            .select(VisitorRow::as_select())
-            .limit(limit)
-            .load(c))?,
-        (None, Some(p)) => steward_store::direct!(conn, |c| base
-            .filter(visitors::phone_index.eq(p))
-            .select(VisitorRow::as_select())
-            .limit(limit)
-            .load(c))?,
-        (None, None) => steward_store::direct!(conn, |c| base
-            .select(VisitorRow::as_select())
-            .limit(limit)
-            .load(c))?,
+            .filter(visitors::phone_index.eq(p))),
+        (Some(e), None) => load!(base.filter(visitors::email_index.eq(e))),
+        (None, Some(p)) => load!(base.filter(visitors::phone_index.eq(p))),
+        (None, None) => load!(base),
     };
     rows.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(rows)
