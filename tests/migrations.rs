@@ -13,7 +13,7 @@ use std::path::Path;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Integer, Text};
 use diesel::{PgConnection, SqliteConnection};
-use steward_store::migrations::{revert_all, run_pending};
+use steward_store::migrations::{revert_all, run_next, run_pending};
 use steward_store::DbConnection;
 
 const MIGRATIONS_TABLE: &str = "__diesel_schema_migrations";
@@ -443,4 +443,111 @@ fn up_down_up_postgres() {
         return;
     };
     round_trip(&mut conn);
+}
+
+/// A database made before the target index had runs: migration 000008 turns each chain's
+/// existing events into one run, so they are found by target without a scan, and drops the
+/// old index.
+fn target_index_backfill(conn: &mut DbConnection) {
+    loop {
+        let name = run_next(conn).unwrap().expect("migration 000008 exists");
+        if name == "20261121000007" {
+            break;
+        }
+    }
+    conn.execute_batch(
+        "INSERT INTO audit_heads (chain_id, seq, hash, updated_at) VALUES \
+           ('ten_a', 3, '', '2026-11-21 00:00:00'), ('ten_b', 1, '', '2026-11-21 00:00:00'); \
+         INSERT INTO audit_events (chain_id, seq, id, prev_hash, hash, occurred_at, actor_kind, \
+           actor_id, actor_role, action, target_kind, target_id, fields, outcome) VALUES \
+           ('ten_a', 1, 'evt_1', '', '', '2026-11-21 00:00:00', 'user', 'u', 'r', 'a', 'visitor', 'vis_1', '', 'ok'), \
+           ('ten_a', 2, 'evt_2', '', '', '2026-11-21 00:00:00', 'user', 'u', 'r', 'a', 'tenant', NULL, '', 'ok'), \
+           ('ten_a', 3, 'evt_3', '', '', '2026-11-21 00:00:00', 'user', 'u', 'r', 'a', 'visitor', 'vis_1', '', 'ok'), \
+           ('ten_b', 1, 'evt_4', '', '', '2026-11-21 00:00:00', 'user', 'u', 'r', 'a', 'visitor', 'vis_2', '', 'ok');",
+    )
+    .unwrap();
+    let ran = run_next(conn).unwrap().expect("the target index migration");
+    assert_eq!(ran, "20261129000008");
+
+    #[derive(QueryableByName, Debug, PartialEq)]
+    struct Entry {
+        #[diesel(sql_type = Text)]
+        chain_id: String,
+        #[diesel(sql_type = BigInt)]
+        run_end: i64,
+        #[diesel(sql_type = Text)]
+        target_id: String,
+        #[diesel(sql_type = BigInt)]
+        seq: i64,
+    }
+    let entries: Vec<Entry> = diesel::sql_query(
+        "SELECT chain_id, run_end, target_id, seq FROM audit_target_entries \
+         ORDER BY chain_id, run_end, target_id, seq",
+    )
+    .load(conn)
+    .unwrap();
+    let e = |c: &str, end, t: &str, seq| Entry {
+        chain_id: c.into(),
+        run_end: end,
+        target_id: t.into(),
+        seq,
+    };
+    assert_eq!(
+        entries,
+        [
+            e("ten_a", 3, "vis_1", 1),
+            e("ten_a", 3, "vis_1", 3),
+            e("ten_b", 1, "vis_2", 1)
+        ]
+    );
+    #[derive(QueryableByName, Debug, PartialEq)]
+    struct Run {
+        #[diesel(sql_type = Text)]
+        chain_id: String,
+        #[diesel(sql_type = BigInt)]
+        run_start: i64,
+        #[diesel(sql_type = BigInt)]
+        run_end: i64,
+    }
+    let runs: Vec<Run> = diesel::sql_query(
+        "SELECT chain_id, run_start, run_end FROM audit_target_runs ORDER BY chain_id",
+    )
+    .load(conn)
+    .unwrap();
+    assert_eq!(
+        runs,
+        [
+            Run {
+                chain_id: "ten_a".into(),
+                run_start: 0,
+                run_end: 3
+            },
+            Run {
+                chain_id: "ten_b".into(),
+                run_start: 0,
+                run_end: 1
+            }
+        ]
+    );
+    let schema = schema_of(conn);
+    assert!(!schema
+        .indexes
+        .keys()
+        .any(|(_, name)| name == "audit_events_target"));
+}
+
+#[test]
+fn target_index_backfill_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = fresh_sqlite(dir.path());
+    target_index_backfill(&mut conn);
+}
+
+#[test]
+fn target_index_backfill_postgres() {
+    let Some((_db, mut conn)) = fresh_postgres() else {
+        eprintln!("skipped: {} is not set", common::PG_ENV);
+        return;
+    };
+    target_index_backfill(&mut conn);
 }

@@ -69,6 +69,7 @@ pub fn append_many(
     let rows = chain_rows(chain_id, &mut seq, &mut prev, events, now);
     insert_rows(conn, &rows)?;
     write_head(conn, chain_id, seq, &prev, now)?;
+    crate::target_index::after_append(conn, chain_id, seq)?;
     Ok(rows.iter().map(Appended::of).collect())
 }
 

@@ -24,6 +24,7 @@ pub mod event;
 pub mod query;
 pub mod schema;
 mod staged;
+pub mod target_index;
 pub mod verify;
 
 pub use append::{append, append_many, Appended};

@@ -10,6 +10,7 @@ use steward_store::DbConnection;
 
 use crate::event::{AuditEvent, EventRow};
 use crate::schema::{audit_events, audit_heads};
+use crate::target_index;
 
 /// Narrows [`list`]; every set condition must hold. `from` is inclusive, `to` exclusive.
 #[derive(Debug, Clone, Default)]
@@ -37,33 +38,39 @@ pub fn list(
             format!("limit must be between 1 and {MAX_LIMIT}"),
         ));
     }
-    let mut q = audit_events::table
-        .filter(audit_events::chain_id.eq(chain_id))
-        .select(EventRow::as_select())
-        .order(audit_events::seq.asc())
-        .limit(limit + 1)
-        .into_boxed();
-    if let Some(after) = after_seq {
-        q = q.filter(audit_events::seq.gt(after));
-    }
-    if let Some(action) = &filter.action {
-        q = q.filter(audit_events::action.eq(action.clone()));
-    }
-    if let Some(actor_id) = &filter.actor_id {
-        q = q.filter(audit_events::actor_id.eq(actor_id.clone()));
-    }
-    if let Some(target_id) = &filter.target_id {
-        q = q.filter(audit_events::target_id.eq(target_id.clone()));
-    }
-    if let Some(from) = filter.from {
-        q = q.filter(audit_events::occurred_at.ge(from));
-    }
-    if let Some(to) = filter.to {
-        q = q.filter(audit_events::occurred_at.lt(to));
-    }
-    let mut rows = q.load(conn)?;
-    let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let max = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut rows = match &filter.target_id {
+        // The target index narrows the chain to the record's events; the other conditions
+        // then apply to those, a chunk of seqs at a time, until the page is full.
+        Some(target_id) => {
+            let seqs = target_index::target_seqs(
+                conn,
+                chain_id,
+                target_id,
+                after_seq.unwrap_or(0),
+                usize::MAX,
+            )?;
+            let mut rows: Vec<EventRow> = Vec::new();
+            for chunk in seqs.chunks(SEQ_CHUNK) {
+                let left = i64::try_from(max + 1 - rows.len()).unwrap_or(i64::MAX);
+                rows.extend(
+                    filtered(chain_id, filter, after_seq, left)
+                        .filter(audit_events::seq.eq_any(chunk.to_vec()))
+                        .select(EventRow::as_select())
+                        .load(conn)?,
+                );
+                if rows.len() > max {
+                    break;
+                }
+            }
+            rows
+        }
+        None => filtered(chain_id, filter, after_seq, limit + 1)
+            .select(EventRow::as_select())
+            .load(conn)?,
+    };
+    let more = rows.len() > max;
+    rows.truncate(max);
     let next = if more {
         rows.last().map(|r| r.seq)
     } else {
@@ -76,6 +83,40 @@ pub fn list(
     Ok((events, next))
 }
 
+/// Seqs bound per `IN (…)` list.
+const SEQ_CHUNK: usize = 500;
+
+/// `chain_id`'s events after `after_seq` meeting every condition of `filter` except the
+/// target (which [`list`] answers from the target index), in seq order, at most `limit`.
+fn filtered<'a>(
+    chain_id: &'a str,
+    filter: &EventFilter,
+    after_seq: Option<i64>,
+    limit: i64,
+) -> audit_events::BoxedQuery<'a, <DbConnection as diesel::Connection>::Backend> {
+    let mut q = audit_events::table
+        .filter(audit_events::chain_id.eq(chain_id))
+        .order(audit_events::seq.asc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(after) = after_seq {
+        q = q.filter(audit_events::seq.gt(after));
+    }
+    if let Some(action) = &filter.action {
+        q = q.filter(audit_events::action.eq(action.clone()));
+    }
+    if let Some(actor_id) = &filter.actor_id {
+        q = q.filter(audit_events::actor_id.eq(actor_id.clone()));
+    }
+    if let Some(from) = filter.from {
+        q = q.filter(audit_events::occurred_at.ge(from));
+    }
+    if let Some(to) = filter.to {
+        q = q.filter(audit_events::occurred_at.lt(to));
+    }
+    q
+}
+
 /// The first `limit` events about one record, oldest first: who touched it, when, why.
 pub fn events_for_target(
     conn: &mut DbConnection,
@@ -84,19 +125,24 @@ pub fn events_for_target(
     limit: i64,
 ) -> Result<Vec<AuditEvent>> {
     crate::staged::flush(conn)?;
-    if limit < 1 {
-        return Err(Error::invalid("invalid_limit", "limit must be at least 1"));
+    let want = usize::try_from(limit)
+        .ok()
+        .filter(|l| *l >= 1)
+        .ok_or_else(|| Error::invalid("invalid_limit", "limit must be at least 1"))?;
+    let mut seqs = target_index::target_seqs(conn, chain_id, target_id, 0, want)?;
+    seqs.truncate(want);
+    let mut rows: Vec<EventRow> = Vec::with_capacity(seqs.len());
+    for chunk in seqs.chunks(SEQ_CHUNK) {
+        rows.extend(
+            audit_events::table
+                .filter(audit_events::chain_id.eq(chain_id))
+                .filter(audit_events::seq.eq_any(chunk))
+                .select(EventRow::as_select())
+                .order(audit_events::seq.asc())
+                .load::<EventRow>(conn)?,
+        );
     }
-    audit_events::table
-        .filter(audit_events::chain_id.eq(chain_id))
-        .filter(audit_events::target_id.eq(target_id))
-        .select(EventRow::as_select())
-        .order(audit_events::seq.asc())
-        .limit(limit)
-        .load(conn)?
-        .into_iter()
-        .map(AuditEvent::try_from)
-        .collect()
+    rows.into_iter().map(AuditEvent::try_from).collect()
 }
 
 /// Every chain with events or a head, sorted. Read from both tables so a chain whose head row

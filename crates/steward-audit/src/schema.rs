@@ -45,4 +45,30 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(audit_events, audit_heads, audit_checkpoints);
+diesel::allow_tables_to_appear_in_same_query!(
+    audit_events,
+    audit_heads,
+    audit_checkpoints,
+    audit_target_runs,
+    audit_target_entries
+);
+
+diesel::table! {
+    /// Sorted runs of the target index (see `target_index`): which events `(run_start, run_end]`
+    /// each covers.
+    audit_target_runs (chain_id, run_end) {
+        chain_id -> Text,
+        run_end -> BigInt,
+        run_start -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// One entry per indexed event with a target, clustered by run, then target.
+    audit_target_entries (chain_id, run_end, target_id, seq) {
+        chain_id -> Text,
+        run_end -> BigInt,
+        target_id -> Text,
+        seq -> BigInt,
+    }
+}

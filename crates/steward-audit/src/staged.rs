@@ -21,6 +21,7 @@ use steward_store::DbConnection;
 
 use crate::append::{insert_rows, write_head};
 use crate::event::EventRow;
+use crate::target_index;
 
 /// A chain's head as this batch knows it.
 #[derive(Debug, Clone)]
@@ -90,6 +91,7 @@ impl StagedAppends {
         for (chain_id, head) in self.heads.iter_mut().filter(|(_, h)| h.dirty) {
             write_head(conn, chain_id, head.seq, &head.hash, head.updated_at)?;
             head.dirty = false;
+            target_index::after_append(conn, chain_id, head.seq)?;
         }
         Ok(())
     }
