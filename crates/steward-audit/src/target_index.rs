@@ -25,6 +25,7 @@ use std::collections::BTreeSet;
 
 use diesel::dsl::max;
 use diesel::prelude::*;
+use diesel::sql_types::BigInt;
 use steward_core::{Error, Result};
 use steward_store::DbConnection;
 
@@ -34,15 +35,6 @@ use crate::schema::{audit_events, audit_target_entries, audit_target_runs};
 pub const RUN_EVENTS: i64 = 16_384;
 /// Values bound per `IN (…)` list.
 const IN_CHUNK: usize = 500;
-
-#[derive(Insertable)]
-#[diesel(table_name = audit_target_entries)]
-struct Entry {
-    chain_id: String,
-    run_end: i64,
-    target_id: String,
-    seq: i64,
-}
 
 /// The last seq covered by a run (0 when the chain has none): events after it are the tail.
 pub(crate) fn indexed_seq(conn: &mut DbConnection, chain_id: &str) -> Result<i64> {
@@ -63,26 +55,31 @@ pub(crate) fn after_append(conn: &mut DbConnection, chain_id: &str, head_seq: i6
     write_run(conn, chain_id, indexed, head_seq)
 }
 
-/// Indexes the events `(start, end]` as one run.
+/// Indexes the events `(start, end]` as one run, in one `INSERT … SELECT`: the database sorts
+/// the pairs and appends them without a row passing through Rust (building 16 K rows of
+/// binds in diesel was 10 % of a pull's server time).
 fn write_run(conn: &mut DbConnection, chain_id: &str, start: i64, end: i64) -> Result<()> {
-    let mut pairs: Vec<(String, i64)> = audit_events::table
+    let pairs = audit_events::table
         .filter(audit_events::chain_id.eq(chain_id))
         .filter(audit_events::seq.gt(start))
         .filter(audit_events::seq.le(end))
         .filter(audit_events::target_id.is_not_null())
-        .select((audit_events::target_id.assume_not_null(), audit_events::seq))
-        .load(conn)?;
-    pairs.sort_unstable();
-    let entries: Vec<Entry> = pairs
-        .into_iter()
-        .map(|(target_id, seq)| Entry {
-            chain_id: chain_id.to_string(),
-            run_end: end,
-            target_id,
-            seq,
-        })
-        .collect();
-    steward_store::insert_chunked!(conn, audit_target_entries::table, &entries[..])?;
+        .order((audit_events::target_id.asc(), audit_events::seq.asc()))
+        .select((
+            audit_events::chain_id,
+            end.into_sql::<BigInt>(),
+            audit_events::target_id.assume_not_null(),
+            audit_events::seq,
+        ));
+    diesel::insert_into(audit_target_entries::table)
+        .values(pairs)
+        .into_columns((
+            audit_target_entries::chain_id,
+            audit_target_entries::run_end,
+            audit_target_entries::target_id,
+            audit_target_entries::seq,
+        ))
+        .execute(conn)?;
     diesel::insert_into(audit_target_runs::table)
         .values((
             audit_target_runs::chain_id.eq(chain_id),
