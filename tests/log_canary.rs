@@ -143,6 +143,10 @@ fn run_with_format(format: &str) {
         !logs.contains(&canary),
         "the canary reached the logs ({format}):\n{logs}"
     );
+    assert!(
+        !logs.contains('\u{1b}'),
+        "log lines written to a pipe carry terminal colour codes ({format}):\n{logs}"
+    );
     // A first start on a fresh data dir and ordinary traffic log no errors (pool connections
     // opening at once on a new SQLite file once raced to switch it to WAL).
     assert!(
