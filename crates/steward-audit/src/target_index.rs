@@ -106,7 +106,10 @@ pub(crate) fn target_seqs(
         .select(audit_target_runs::run_end)
         .order(audit_target_runs::run_end.asc())
         .load(conn)?;
-    let indexed = indexed_seq(conn, chain_id)?;
+    // The tail starts after the last run this query saw, not after a second look at the run
+    // table: on PostgreSQL each statement has its own snapshot, and a run written in between
+    // would otherwise be skipped by both the run lookups and the tail scan.
+    let indexed = runs.last().copied().unwrap_or(0);
     let mut seqs = BTreeSet::new();
     for chunk in runs.chunks(IN_CHUNK) {
         let found: Vec<i64> = audit_target_entries::table
