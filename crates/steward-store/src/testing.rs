@@ -52,3 +52,36 @@ impl Drop for TestDatabase {
         }
     }
 }
+
+/// The SQL of every statement a connection started, in order.
+pub type StatementLog = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A migrated in-memory SQLite connection that logs the SQL of every statement it starts: for
+/// tests that count statements (a batch insert must be one statement per chunk, not one per
+/// row).
+#[allow(clippy::expect_used)]
+pub fn sqlite_with_statement_log() -> (crate::DbConnection, StatementLog) {
+    use diesel::connection::InstrumentationEvent;
+    let mut conn = crate::DbConnection::Sqlite(
+        diesel::SqliteConnection::establish(":memory:").expect("in-memory SQLite"),
+    );
+    crate::migrations::run_pending(&mut conn).expect("migrations");
+    let log = StatementLog::default();
+    let sink = log.clone();
+    conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+        if let InstrumentationEvent::StartQuery { query, .. } = event {
+            if let Ok(mut l) = sink.lock() {
+                l.push(query.to_string());
+            }
+        }
+    });
+    (conn, log)
+}
+
+/// How many logged statements insert into `table`.
+pub fn inserts_into(log: &StatementLog, table: &str) -> usize {
+    let prefix = format!("INSERT INTO `{table}`");
+    log.lock()
+        .map(|l| l.iter().filter(|s| s.starts_with(&prefix)).count())
+        .unwrap_or(0)
+}

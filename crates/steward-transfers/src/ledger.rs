@@ -73,6 +73,9 @@ impl From<TransferRow> for Transfer {
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = recips)]
+// Without this, diesel's SQLite backend inserts a batch one statement per row (see
+// `steward_visitors::records::VisitorRow`).
+#[diesel(treat_none_as_default_value = false)]
 pub struct RecipientRow {
     pub tenant_id: String,
     pub visitor_id: String,
@@ -347,4 +350,44 @@ pub fn recipients_for(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use steward_store::testing::{inserts_into, sqlite_with_statement_log};
+
+    /// 1,000 recipients are two multi-row INSERTs on SQLite, not 1,000 single-row ones (which
+    /// diesel falls back to when a row type has defaultable columns).
+    #[test]
+    fn recipients_insert_in_chunks() {
+        let (mut conn, log) = sqlite_with_statement_log();
+        // Only the ledger's own tables matter here, not the tenant and registry rows.
+        conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0)
+            .unwrap()
+            .naive_utc();
+        let sent: Vec<(String, Vec<&'static str>)> = (0..1000)
+            .map(|i| (format!("vis_{i:026}"), vec!["email", "name"]))
+            .collect();
+        let row = TransferRow {
+            tenant_id: "ten_1".into(),
+            id: "trf_1".into(),
+            subprocessor_id: "sub_1".into(),
+            authorization_id: "sua_1".into(),
+            purpose: "analytics".into(),
+            fields: "email,name".into(),
+            visitor_ids: String::new(),
+            record_count: 1000,
+            request_id: None,
+            occurred_at: now,
+        };
+        record(&mut conn, &row, &sent).unwrap();
+        assert_eq!(inserts_into(&log, "transfer_recipients"), 2);
+        let stored = recipient_rows(&mut conn, "ten_1", "vis_00000000000000000000000999").unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].fields, "email,name");
+    }
 }
