@@ -146,6 +146,53 @@ both!(ledger_and_export_show_each_pull_with_its_fields, |env| {
     let _ = other;
 });
 
+// A recipient's fields are the union of every set it was sent, on both backends' upsert: a
+// new set is added, a set already recorded (or an empty one) adds nothing.
+both!(recipient_fields_are_the_union_of_every_set_sent, |env| {
+    let tenant = env.tenant();
+    let ship = env.subprocessor("ShipFast");
+    let v = env.visitor(&tenant);
+    let bare = env.visitor_with(&tenant, serde_json::json!({"name": "Bo"}));
+    env.authorize(
+        &tenant,
+        &ship,
+        &["fulfillment"],
+        &["name", "address"],
+        None,
+        None,
+    )
+    .expect("fulfillment");
+    env.authorize(&tenant, &ship, &["support"], &["email", "phone"], None, None)
+        .expect("support");
+    let stored = |vid: &str| {
+        env.read(|c| ledger::recipient_rows(c, &tenant, vid))
+            .into_iter()
+            .map(|r| r.fields)
+            .collect::<Vec<_>>()
+    };
+    env.pull(&ship, &tenant, "fulfillment", None, 100)
+        .expect("pull 1");
+    env.pull(&ship, &tenant, "support", None, 100)
+        .expect("pull 2");
+    let after_two = stored(&v);
+    for _ in 0..3 {
+        env.pull(&ship, &tenant, "fulfillment", None, 100)
+            .expect("pull again");
+        env.pull(&ship, &tenant, "support", None, 100)
+            .expect("pull again");
+    }
+    // Sets already recorded add nothing, however often they are sent again.
+    assert_eq!(stored(&v), after_two);
+    let rec = env.read(|c| ledger::recipients_for(c, &tenant, &v));
+    assert_eq!(rec.len(), 1);
+    assert_eq!(rec[0].fields, ["address", "email", "name", "phone"]);
+    assert_eq!(rec[0].transfers.len(), 8);
+    // `bare` has a name only: the support pulls sent it nothing.
+    let rec = env.read(|c| ledger::recipients_for(c, &tenant, &bare));
+    assert_eq!(rec[0].fields, ["name"]);
+    assert_eq!(stored(&bare), ["name"]);
+});
+
 both!(erasure_notice_is_seen_acknowledged_and_receipted, |env| {
     let tenant = env.tenant();
     let ship = env.subprocessor("ShipFast");
