@@ -3,6 +3,7 @@
 //! and `transfer_recipients`, the per-visitor index of who received what — so erasure
 //! propagation and the data-subject export never scan the ledger.
 
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
@@ -79,7 +80,7 @@ pub struct RecipientRow {
     pub tenant_id: String,
     pub visitor_id: String,
     pub subprocessor_id: String,
-    /// The field sets sent, comma-joined; a name may repeat. Read it with [`split_set`].
+    /// Union of the field names ever sent, comma-separated, sorted.
     pub fields: String,
     pub first_at: NaiveDateTime,
     pub last_at: NaiveDateTime,
@@ -134,37 +135,8 @@ pub(crate) fn record(
     )
 }
 
-/// The recipients upsert on one backend's connection; `$find` is its substring function.
-macro_rules! upsert {
-    ($conn:expr, $rows:expr, $find:literal) => {
-        diesel::insert_into(recips::table)
-            .values($rows)
-            .on_conflict((recips::tenant_id, recips::visitor_id, recips::subprocessor_id))
-            .do_update()
-            .set((
-                recips::last_at.eq(diesel::upsert::excluded(recips::last_at)),
-                recips::fields.eq(diesel::dsl::sql::<diesel::sql_types::Text>(concat!(
-                    "CASE WHEN excluded.fields = '' OR ",
-                    $find,
-                    "(',' || transfer_recipients.fields || ',', ',' || excluded.fields || ',') > 0 ",
-                    "THEN transfer_recipients.fields ",
-                    "WHEN transfer_recipients.fields = '' THEN excluded.fields ",
-                    "ELSE transfer_recipients.fields || ',' || excluded.fields END"
-                ))),
-            ))
-            .execute($conn)
-    };
-}
-use upsert;
-
-/// One upsert per chunk (the conflict clause is written per backend: `instr` on SQLite,
-/// `strpos` on PostgreSQL). A new (visitor, subprocessor) pair is inserted with the sorted set
-/// of names sent; a pair already recorded gets the new `last_at` and, unless this exact set is
-/// already in its `fields`, the set appended. `fields` is thus a comma-joined list of the sets
-/// sent, read back as a set ([`split_set`]); it grows only by a set not seen before.
-///
-/// It used to select the existing rows first and merge in Rust: one query and one update per
-/// distinct field set per chunk, most of the ledger's cost in the single writer under pulls.
+/// Select-then-update/insert (no ON CONFLICT through the MultiConnection), batched: one
+/// select per chunk, one update per distinct resulting field set, multi-row inserts.
 fn upsert_recipients(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -172,42 +144,65 @@ fn upsert_recipients(
     sent: &[(String, Vec<&'static str>)],
     now: NaiveDateTime,
 ) -> Result<()> {
-    let rows: Vec<RecipientRow> = sent
-        .iter()
-        .map(|(vid, names)| {
-            let mut set = names.clone();
-            set.sort_unstable();
-            set.dedup();
-            RecipientRow {
-                tenant_id: tenant_id.to_string(),
-                visitor_id: vid.clone(),
-                subprocessor_id: subprocessor_id.to_string(),
-                fields: join(&set),
-                first_at: now,
-                last_at: now,
+    for chunk in sent.chunks(CHUNK) {
+        let ids: Vec<&str> = chunk.iter().map(|(v, _)| v.as_str()).collect();
+        let (Some(lo), Some(hi)) = (ids.iter().min(), ids.iter().max()) else {
+            continue;
+        };
+        // The id range first: whatever plan the database picks, each row is tested against
+        // the list only inside the page's range (a page is a contiguous run of ids).
+        let existing: HashMap<String, String> = recips::table
+            .filter(recips::tenant_id.eq(tenant_id))
+            .filter(recips::visitor_id.ge(*lo))
+            .filter(recips::visitor_id.le(*hi))
+            .filter(recips::subprocessor_id.eq(subprocessor_id))
+            .filter(recips::visitor_id.eq_any(&ids))
+            .select((recips::visitor_id, recips::fields))
+            .load::<(String, String)>(conn)?
+            .into_iter()
+            .collect();
+        // resulting field set → visitors to update to it
+        let mut updates: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        let mut inserts: Vec<RecipientRow> = Vec::new();
+        for (vid, names) in chunk {
+            match existing.get(vid) {
+                Some(old) => {
+                    let mut all = split(old);
+                    all.extend(names.iter().map(|n| n.to_string()));
+                    all.sort_unstable();
+                    all.dedup();
+                    updates.entry(join(&all)).or_default().push(vid);
+                }
+                None => {
+                    let mut all: Vec<&str> = names.clone();
+                    all.sort_unstable();
+                    all.dedup();
+                    inserts.push(RecipientRow {
+                        tenant_id: tenant_id.to_string(),
+                        visitor_id: vid.clone(),
+                        subprocessor_id: subprocessor_id.to_string(),
+                        fields: join(&all),
+                        first_at: now,
+                        last_at: now,
+                    });
+                }
             }
-        })
-        .collect();
-    for chunk in rows.chunks(CHUNK) {
-        match conn {
-            DbConnection::Sqlite(c) => upsert!(c, chunk, "instr"),
-            DbConnection::Postgres(c) => upsert!(c, chunk, "strpos"),
-        }?;
+        }
+        for (fields, vids) in updates {
+            diesel::update(
+                recips::table
+                    .filter(recips::tenant_id.eq(tenant_id))
+                    .filter(recips::visitor_id.ge(*lo))
+                    .filter(recips::visitor_id.le(*hi))
+                    .filter(recips::subprocessor_id.eq(subprocessor_id))
+                    .filter(recips::visitor_id.eq_any(&vids)),
+            )
+            .set((recips::fields.eq(fields), recips::last_at.eq(now)))
+            .execute(conn)?;
+        }
+        steward_store::insert_chunked!(conn, recips::table, &inserts[..])?;
     }
     Ok(())
-}
-
-
-/// A recipient's `fields` as a set: sorted, without repeats or empty names.
-fn split_set(s: &str) -> Vec<String> {
-    let mut set: Vec<String> = s
-        .split(',')
-        .filter(|n| !n.is_empty())
-        .map(str::to_string)
-        .collect();
-    set.sort_unstable();
-    set.dedup();
-    set
 }
 
 /// `LIKE` pattern matching one id inside a comma-separated list (`_` escaped).
@@ -348,7 +343,7 @@ pub fn recipients_for(
         out.push(Recipient {
             subprocessor_name: names.get(&r.subprocessor_id).cloned(),
             subprocessor_id: r.subprocessor_id,
-            fields: split_set(&r.fields),
+            fields: split(&r.fields),
             first_at: utc(r.first_at),
             last_at: utc(r.last_at),
             transfers,
