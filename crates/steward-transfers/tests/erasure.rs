@@ -162,8 +162,15 @@ both!(recipient_fields_are_the_union_of_every_set_sent, |env| {
         None,
     )
     .expect("fulfillment");
-    env.authorize(&tenant, &ship, &["support"], &["email", "phone"], None, None)
-        .expect("support");
+    env.authorize(
+        &tenant,
+        &ship,
+        &["support"],
+        &["email", "phone"],
+        None,
+        None,
+    )
+    .expect("support");
     let stored = |vid: &str| {
         env.read(|c| ledger::recipient_rows(c, &tenant, vid))
             .into_iter()
