@@ -189,8 +189,9 @@ const WRITER_CACHE_KIB: i64 = 8 * 1024;
 /// still costs the writer the frames the background thread has not copied yet and an
 /// `fsync` of the database file, with every waiting request behind it: at 64 MiB that was
 /// 8 % of the writer's time under import and most of create's p99 (85 ms at 64 clients).
-/// At 256 MiB, import went from 17.6–19.3 k to 21.9–22.2 k visitors/s and create's p99 to
-/// 15–16 ms; the price is a longer stall when it does happen (max 176 ms instead of 110 ms).
+/// At 256 MiB, import on a 1 M tenant went from 15.7–18.9 k to 21.0–23.2 k visitors/s and
+/// create's p99 from 82–92 ms to 12–19 ms; the price is a longer stall when it does happen
+/// (closed-loop max 176–229 ms instead of 93–121 ms). BENCHMARKS.md, "Session 6".
 const WRITER_CHECKPOINT_PAGES: i64 = 64 * 1024;
 
 fn connect_writer(manager: &Manager) -> Option<DbConnection> {

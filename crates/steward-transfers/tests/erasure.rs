@@ -146,8 +146,8 @@ both!(ledger_and_export_show_each_pull_with_its_fields, |env| {
     let _ = other;
 });
 
-// A recipient's fields are the union of every set it was sent, on both backends' upsert: a
-// new set is added, a set already recorded (or an empty one) adds nothing.
+// A recipient's fields are the union of every set it was sent: a new set adds its names, a set
+// already recorded (or an empty one) changes nothing, however often it is sent again.
 both!(recipient_fields_are_the_union_of_every_set_sent, |env| {
     let tenant = env.tenant();
     let ship = env.subprocessor("ShipFast");

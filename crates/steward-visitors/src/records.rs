@@ -22,7 +22,7 @@ pub const STATUS_ERASED: &str = "erased";
 #[diesel(table_name = visitors, treat_none_as_null = true)]
 // An absent field is NULL, not a column default. It also keeps diesel's multi-row INSERT on
 // SQLite: with defaultable values it inserts a batch one statement per row, rendering each
-// row's SQL anew (most of the import's non-B-tree time in the committer).
+// row's SQL anew (import and pull were 3–15 % slower that way; BENCHMARKS.md, "Session 6").
 #[diesel(treat_none_as_default_value = false)]
 pub struct VisitorRow {
     pub tenant_id: String,
