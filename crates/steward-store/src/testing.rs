@@ -58,7 +58,7 @@ pub type StatementLog = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 /// A migrated in-memory SQLite connection that logs the SQL of every statement it starts: for
 /// tests that count statements (a batch insert must be one statement per chunk, not one per
-/// row).
+/// row). Foreign keys are off, so a test can fill one table without the rows it references.
 #[allow(clippy::expect_used)]
 pub fn sqlite_with_statement_log() -> (crate::DbConnection, StatementLog) {
     use diesel::connection::InstrumentationEvent;
@@ -66,6 +66,8 @@ pub fn sqlite_with_statement_log() -> (crate::DbConnection, StatementLog) {
         diesel::SqliteConnection::establish(":memory:").expect("in-memory SQLite"),
     );
     crate::migrations::run_pending(&mut conn).expect("migrations");
+    conn.execute_batch("PRAGMA foreign_keys = OFF")
+        .expect("foreign keys off");
     let log = StatementLog::default();
     let sink = log.clone();
     conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {

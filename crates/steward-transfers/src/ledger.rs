@@ -364,8 +364,6 @@ mod tests {
     #[test]
     fn recipients_insert_in_chunks() {
         let (mut conn, log) = sqlite_with_statement_log();
-        // Only the ledger's own tables matter here, not the tenant and registry rows.
-        conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
         let now = chrono::DateTime::from_timestamp(1_800_000_000, 0)
             .unwrap()
             .naive_utc();

@@ -478,8 +478,6 @@ mod tests {
     #[test]
     fn batch_inserts_in_chunks() {
         let (mut conn, log) = sqlite_with_statement_log();
-        // Only the visitors table matters here, not the tenant row.
-        conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
         let now = chrono::DateTime::from_timestamp(1_800_000_000, 0)
             .unwrap()
             .naive_utc();
