@@ -14,6 +14,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use steward_core::{Error, Principal, Result};
+use steward_store::DbTimestamp;
 
 use crate::canonical::{self, EventFields};
 use crate::encoding;
@@ -276,7 +277,8 @@ pub(crate) struct EventRow {
     pub id: String,
     pub prev_hash: Vec<u8>,
     pub hash: Vec<u8>,
-    pub occurred_at: NaiveDateTime,
+    // `DbTimestamp` for the fast SQLite text codec: one per event written or read.
+    pub occurred_at: DbTimestamp,
     pub actor_kind: String,
     pub actor_id: String,
     pub actor_role: String,
@@ -298,7 +300,7 @@ impl EventRow {
             chain_id: &self.chain_id,
             seq: self.seq,
             id: &self.id,
-            occurred_at: self.occurred_at,
+            occurred_at: self.occurred_at.0,
             actor_kind: &self.actor_kind,
             actor_id: &self.actor_id,
             actor_role: &self.actor_role,
@@ -331,7 +333,7 @@ impl EventRow {
             id: steward_core::Id::Event.generate(),
             prev_hash: prev_hash.to_vec(),
             hash: Vec::new(),
-            occurred_at,
+            occurred_at: occurred_at.into(),
             actor_kind: event.actor.kind,
             actor_id: event.actor.id,
             actor_role: event.actor.role,
@@ -390,7 +392,7 @@ impl TryFrom<EventRow> for AuditEvent {
             chain_id: r.chain_id,
             seq: r.seq,
             id: r.id,
-            occurred_at: r.occurred_at,
+            occurred_at: r.occurred_at.0,
             actor: Actor {
                 kind: r.actor_kind,
                 id: r.actor_id,

@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
-use chrono::NaiveDateTime;
 use diesel::deserialize::{self, FromSql, QueryableByName};
 use diesel::prelude::*;
 use diesel::row::{Field, NamedRow, Row};
@@ -543,7 +542,7 @@ impl QueryableByName<Sqlite> for SqliteItem {
         value!(f16, outcome, 16usize);
         value!(f17, detail, 17usize);
         let seq = seq.as_mut().ok_or_else(missing)?.read_long();
-        let occurred_at = match parse_sqlite_timestamp(bytes!(occurred_at)) {
+        let occurred_at = match steward_store::timestamp::parse_sqlite(bytes!(occurred_at)) {
             Some(t) => t,
             None => FromSql::<Timestamp, Sqlite>::from_sql(occurred_at.ok_or_else(missing)?)?,
         };
@@ -568,43 +567,6 @@ impl QueryableByName<Sqlite> for SqliteItem {
         let item = Item::new(seq, bytes!(prev), bytes!(hash), &raw);
         Ok(SqliteItem(item))
     }
-}
-
-/// Parses the form diesel writes timestamps in on SQLite (`2026-11-21 23:50:00.123456`).
-/// diesel's own parser tries up to 18 chrono formats per value and dominated the loading
-/// profile; anything but the exact written form returns `None` and goes to diesel's parser,
-/// so the two can only differ in speed.
-fn parse_sqlite_timestamp(b: &[u8]) -> Option<NaiveDateTime> {
-    let shape_ok = b.len() >= 19
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b[10] == b' '
-        && b[13] == b':'
-        && b[16] == b':';
-    if !shape_ok {
-        return None;
-    }
-    let num = |digits: &[u8]| -> Option<u32> {
-        digits.iter().try_fold(0u32, |acc, &c| {
-            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
-        })
-    };
-    let year = i32::try_from(num(&b[0..4])?).ok()?;
-    let (month, day) = (num(&b[5..7])?, num(&b[8..10])?);
-    let (hour, minute, second) = (num(&b[11..13])?, num(&b[14..16])?, num(&b[17..19])?);
-    if second > 59 {
-        // A leap second: rare enough to leave to chrono.
-        return None;
-    }
-    let nanos = match &b[19..] {
-        [] => 0,
-        [b'.', frac @ ..] if (1..=9).contains(&frac.len()) => {
-            let width = u32::try_from(frac.len()).ok()?;
-            num(frac)? * 10u32.pow(9 - width)
-        }
-        _ => return None,
-    };
-    chrono::NaiveDate::from_ymd_opt(year, month, day)?.and_hms_nano_opt(hour, minute, second, nanos)
 }
 
 #[cfg(test)]
@@ -674,33 +636,6 @@ mod tests {
             p.compute(&prefix);
             assert_eq!(f.computed[..], r.hash[..]);
             assert_eq!(p.computed[..], r.hash[..]);
-        }
-    }
-
-    #[test]
-    fn fast_timestamp_parse_agrees_with_chrono() {
-        for s in [
-            "2026-11-21 23:50:00.123456",
-            "2026-11-21 23:50:00",
-            "2026-11-21 23:50:00.1",
-            "2026-11-21 23:50:00.123456789",
-            "0001-01-01 00:00:00.000001",
-        ] {
-            let ours = parse_sqlite_timestamp(s.as_bytes()).unwrap();
-            let chrono = NaiveDateTime::parse_from_str(s, "%F %T%.f").unwrap();
-            assert_eq!(ours, chrono, "{s}");
-        }
-        for s in [
-            "2026-11-21T23:50:00",
-            "2026-11-21 23:50:00Z",
-            "2026-11-21 23:50:60",
-            "2026-02-30 00:00:00",
-            "2026-11-21 23:50:00.",
-            "2026-11-21 23:50:00.1234567890",
-            "2026-11-21 23:5a:00",
-            "",
-        ] {
-            assert!(parse_sqlite_timestamp(s.as_bytes()).is_none(), "{s}");
         }
     }
 

@@ -18,12 +18,14 @@ pub mod reencrypt;
 pub mod schema;
 pub mod store;
 pub mod tenants;
-#[cfg(feature = "test-support")]
+#[cfg(any(test, feature = "test-support"))]
 pub mod testing;
+pub mod timestamp;
 pub mod url;
 
 pub use committer::Committer;
 pub use connection::{Backend, DbConnection};
 pub use pool::{Pool, PoolOptions};
 pub use store::Store;
+pub use timestamp::DbTimestamp;
 pub use url::DatabaseUrl;

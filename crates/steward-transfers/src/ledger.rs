@@ -10,7 +10,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 use steward_core::Result;
 use steward_store::pagination::{Page, PageRequest};
-use steward_store::DbConnection;
+use steward_store::{DbConnection, DbTimestamp};
 
 use crate::registry;
 use crate::schema::{transfer_recipients as recips, transfers};
@@ -82,8 +82,9 @@ pub struct RecipientRow {
     pub subprocessor_id: String,
     /// Union of the field names ever sent, comma-separated, sorted.
     pub fields: String,
-    pub first_at: NaiveDateTime,
-    pub last_at: NaiveDateTime,
+    // `DbTimestamp` for the fast SQLite text codec: a pull writes two per visitor.
+    pub first_at: DbTimestamp,
+    pub last_at: DbTimestamp,
 }
 
 /// Narrows [`list`]; every set condition must hold. `from` inclusive, `to` exclusive.
@@ -182,8 +183,8 @@ fn upsert_recipients(
                         visitor_id: vid.clone(),
                         subprocessor_id: subprocessor_id.to_string(),
                         fields: join(&all),
-                        first_at: now,
-                        last_at: now,
+                        first_at: now.into(),
+                        last_at: now.into(),
                     });
                 }
             }
@@ -197,7 +198,10 @@ fn upsert_recipients(
                     .filter(recips::subprocessor_id.eq(subprocessor_id))
                     .filter(recips::visitor_id.eq_any(&vids)),
             )
-            .set((recips::fields.eq(fields), recips::last_at.eq(now)))
+            .set((
+                recips::fields.eq(fields),
+                recips::last_at.eq(DbTimestamp(now)),
+            ))
             .execute(conn)?;
         }
         steward_store::insert_chunked!(conn, recips::table, &inserts[..])?;
@@ -255,7 +259,7 @@ pub fn list(
             r = r.filter(recips::subprocessor_id.eq(s.clone()));
         }
         let recipients: Vec<RecipientRow> = r.load(conn)?;
-        let Some(first) = recipients.iter().map(|r| r.first_at).min() else {
+        let Some(first) = recipients.iter().map(|r| r.first_at.0).min() else {
             return Ok(Page {
                 items: Vec::new(),
                 next_cursor: None,
@@ -344,8 +348,8 @@ pub fn recipients_for(
             subprocessor_name: names.get(&r.subprocessor_id).cloned(),
             subprocessor_id: r.subprocessor_id,
             fields: split(&r.fields),
-            first_at: utc(r.first_at),
-            last_at: utc(r.last_at),
+            first_at: utc(r.first_at.0),
+            last_at: utc(r.last_at.0),
             transfers,
         });
     }

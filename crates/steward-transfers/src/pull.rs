@@ -178,7 +178,7 @@ fn prepare(
     value.insert("id".into(), Value::String(row.id.clone()));
     value.insert(
         "updated_at".into(),
-        serde_json::to_value(utc(row.updated_at)).map_err(Error::internal)?,
+        serde_json::to_value(utc(row.updated_at.0)).map_err(Error::internal)?,
     );
     Ok(Prepared {
         visitor_id: row.id.clone(),

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use steward_core::{Error, Result};
 use steward_keys::{IndexKind, RecordKind, SealContext, TenantKeyring};
 use steward_store::keys::key_error;
-use steward_store::DbConnection;
+use steward_store::{DbConnection, DbTimestamp};
 
 use crate::model::{
     Address, Pii, VisitorMeta, FIELD_ADDRESS, FIELD_ATTRIBUTES, FIELD_EMAIL, FIELD_NAME,
@@ -39,10 +39,11 @@ pub struct VisitorRow {
     pub attributes_sealed: Option<Vec<u8>>,
     pub email_index: Option<Vec<u8>>,
     pub phone_index: Option<Vec<u8>>,
-    pub created_at: NaiveDateTime,
-    pub updated_at: NaiveDateTime,
-    pub last_activity_at: NaiveDateTime,
-    pub erased_at: Option<NaiveDateTime>,
+    // `DbTimestamp` for the fast SQLite text codec: a pull loads three per visitor.
+    pub created_at: DbTimestamp,
+    pub updated_at: DbTimestamp,
+    pub last_activity_at: DbTimestamp,
+    pub erased_at: Option<DbTimestamp>,
 }
 
 /// Rows hold ciphertext only, but keep them out of logs all the same.
@@ -71,9 +72,9 @@ impl VisitorRow {
             external_ref: self.external_ref.clone(),
             status: self.status.clone(),
             legal_hold: self.legal_hold,
-            created_at: utc(self.created_at),
-            updated_at: utc(self.updated_at),
-            last_activity_at: utc(self.last_activity_at),
+            created_at: utc(self.created_at.0),
+            updated_at: utc(self.updated_at.0),
+            last_activity_at: utc(self.last_activity_at.0),
             key_version: self.key_version,
         }
     }
@@ -497,9 +498,9 @@ mod tests {
                 attributes_sealed: None,
                 email_index: (i % 3 == 0).then(|| vec![i as u8; 32]),
                 phone_index: None,
-                created_at: now,
-                updated_at: now,
-                last_activity_at: now,
+                created_at: now.into(),
+                updated_at: now.into(),
+                last_activity_at: now.into(),
                 erased_at: None,
             })
             .collect();

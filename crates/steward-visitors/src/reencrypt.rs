@@ -31,7 +31,7 @@ impl ReencryptTarget for VisitorReencryption {
         let resealed = rows
             .into_iter()
             .map(|mut row| {
-                let seen = (row.key_version, row.updated_at);
+                let seen = (row.key_version, row.updated_at.0);
                 records::reseal(&mut row, keyring)?;
                 Ok((row, seen))
             })

@@ -201,9 +201,9 @@ impl VisitorService {
             attributes_sealed: None,
             email_index: None,
             phone_index: None,
-            created_at: now,
-            updated_at: now,
-            last_activity_at: now,
+            created_at: now.into(),
+            updated_at: now.into(),
+            last_activity_at: now.into(),
             erased_at: None,
         }
     }
@@ -610,8 +610,8 @@ impl VisitorService {
                 }
                 if !changed.is_empty() || meta_changed {
                     records::seal_into(&mut row, &keyring, &new)?;
-                    row.updated_at = now;
-                    row.last_activity_at = now;
+                    row.updated_at = now.into();
+                    row.last_activity_at = now.into();
                     records::update(conn, &row)?;
                     let mut event = access.event("visitor.update", &row.id, &changed);
                     if meta_changed {
@@ -683,7 +683,7 @@ impl VisitorService {
                 let mut row = records::get_active(conn, &tid, &vid)?;
                 row.legal_hold = active;
                 row.legal_hold_reason = reason;
-                row.updated_at = now;
+                row.updated_at = now.into();
                 records::update(conn, &row)?;
                 let action = if active {
                     "visitor.legal_hold.set"
@@ -863,8 +863,8 @@ pub fn erase_in(
     row.attributes_sealed = None;
     row.email_index = None;
     row.phone_index = None;
-    row.updated_at = now;
-    row.erased_at = Some(now);
+    row.updated_at = now.into();
+    row.erased_at = Some(now.into());
     records::update(conn, &row)?;
     consents::delete_for_visitor(conn, tenant_id, visitor_id)?;
     diesel::delete(
