@@ -551,3 +551,33 @@ fn target_index_backfill_postgres() {
     };
     target_index_backfill(&mut conn);
 }
+
+/// The audit log keeps only the indexes its queries use (seq order is the primary key; time
+/// windows use `audit_events_occurred`; targets have their own runs): every index is a B-tree
+/// insert per event on the path of each audited read. Migration 000009 dropped the unused one
+/// on `id`.
+fn audit_events_indexes(conn: &mut DbConnection) -> Vec<String> {
+    run_pending(conn).unwrap();
+    schema_of(conn)
+        .indexes
+        .keys()
+        .filter(|(table, _)| table == "audit_events")
+        .map(|(_, name)| name.clone())
+        .collect()
+}
+
+#[test]
+fn audit_events_indexes_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = fresh_sqlite(dir.path());
+    assert_eq!(audit_events_indexes(&mut conn), ["audit_events_occurred"]);
+}
+
+#[test]
+fn audit_events_indexes_postgres() {
+    let Some((_db, mut conn)) = fresh_postgres() else {
+        eprintln!("skipped: {} is not set", common::PG_ENV);
+        return;
+    };
+    assert_eq!(audit_events_indexes(&mut conn), ["audit_events_occurred"]);
+}
