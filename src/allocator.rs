@@ -6,7 +6,7 @@
 //! mimalloc v3 keeps freed pages for `purge_delay` (1,000 ms) before giving them back, so a
 //! burst of bulk requests — each holding a thousand records parsed, sealed and serialized — left
 //! its memory resident for a second after it was freed: the import workload peaked at 186–205 MB
-//! where 100 ms keeps it at 171–175 MB, with throughput unchanged within the machine's noise
+//! where 100 ms keeps it at 166–180 MB, with throughput unchanged within the machine's noise
 //! (0 ms cost import 15 %; BENCHMARKS.md, "Session 7").
 
 use std::ffi::c_long;
