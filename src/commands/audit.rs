@@ -46,7 +46,7 @@ fn verify(args: AuditVerifyArgs) -> Result<(), CliError> {
         bar.set_message(chain.clone());
         let started = std::time::Instant::now();
         let (c2, cp, pk) = (chain.clone(), checkpoint.clone(), public.clone());
-        let loaders = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let loaders = steward_audit::recommended_loaders();
         let report = store.read_parallel_blocking(loaders, move |conns| {
             let mut progress = |n: i64| bar.set_position(u64::try_from(n).unwrap_or(0));
             let r = match &cp {

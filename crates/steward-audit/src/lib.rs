@@ -35,7 +35,9 @@ pub use checkpoint::{
 pub use event::{Actor, AuditEvent, NewEvent, Outcome, Target};
 pub use query::{chain_len, chains, events_for_target, head, list, EventFilter};
 pub use staged::flush;
-pub use verify::{reason, verify, verify_on, verify_signed, verify_signed_on, VerifyReport};
+pub use verify::{
+    reason, recommended_loaders, verify, verify_on, verify_signed, verify_signed_on, VerifyReport,
+};
 
 /// The chain of platform-level events (tenant creation, staff administration), which belong
 /// to no tenant.

@@ -100,9 +100,19 @@ pub fn verify(
     verify_on(vec![conn], chain_id, checkpoint, progress)
 }
 
-/// [`verify`] reading the chain over several connections at once (one loader each; give one
-/// per core). Loading rows, not hashing, bounds verification, so a long chain verifies about
-/// as many times faster as there are connections, up to the cores.
+/// How many connections to give [`verify_on`]: two per core. Loading rows, not hashing, bounds
+/// verification, and a loader is off the CPU part of the time (waiting for a place in the
+/// pipeline, or for the kernel to copy pages from the OS cache). With one loader per core a
+/// third of the CPU sat idle during verify; two per core verified a 500 k-event chain at
+/// 1.06 M events/s against 0.99 M on average, faster in five of six alternating pairs
+/// (BENCHMARKS.md, "Session 7"). Three per core was no faster and held more pages in memory.
+pub fn recommended_loaders() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().saturating_mul(2))
+}
+
+/// [`verify`] reading the chain over several connections at once (one loader each; see
+/// [`recommended_loaders`]), so a long chain verifies about as many times faster as there are
+/// busy loaders, up to the cores.
 pub fn verify_on(
     mut conns: Vec<&mut DbConnection>,
     chain_id: &str,

@@ -167,7 +167,7 @@ pub async fn verify_tenant_audit(
     let public = state.checkpoints.public_key().to_vec();
     let report = state
         .store
-        .read_parallel(verify_loaders(), move |mut conns| {
+        .read_parallel(steward_audit::recommended_loaders(), move |mut conns| {
             let c = conns
                 .first_mut()
                 .ok_or(Error::internal_msg("no connection"))?;
@@ -179,12 +179,6 @@ pub async fn verify_tenant_audit(
         })
         .await?;
     Ok(HttpResponse::Ok().json(report))
-}
-
-/// Connections a verification reads the chain over: one per core (loading rows, not hashing,
-/// is what bounds it).
-fn verify_loaders() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -213,7 +207,7 @@ pub async fn verify_with_checkpoint(
     let public = state.checkpoints.public_key().to_vec();
     let report = state
         .store
-        .read_parallel(verify_loaders(), move |mut conns| {
+        .read_parallel(steward_audit::recommended_loaders(), move |mut conns| {
             let c = conns
                 .first_mut()
                 .ok_or(Error::internal_msg("no connection"))?;
