@@ -328,7 +328,8 @@ pub fn update_sealed_if_unchanged(
             .filter(visitors::id.eq(&row.id))
             .filter(visitors::status.eq(STATUS_ACTIVE))
             .filter(visitors::key_version.eq(seen_version))
-            .filter(visitors::updated_at.eq(seen_updated_at)),
+            // Bound through the same codec that wrote it: the comparison is of stored text.
+            .filter(visitors::updated_at.eq(DbTimestamp(seen_updated_at))),
     )
     .set((
         visitors::name_sealed.eq(&row.name_sealed),
