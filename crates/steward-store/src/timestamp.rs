@@ -322,17 +322,17 @@ mod tests {
         assert_eq!(odd[0].0, at(2026, 11, 21, 23, 50, 0, 0));
         assert_eq!(odd[1].0, at(2026, 11, 21, 23, 50, 0, 500_000_000));
 
-        let mut multi = crate::DbConnection::Sqlite(c);
+        round_trips_through_multi_connection(&mut crate::DbConnection::Sqlite(c), 200_000);
+    }
+
+    /// Written and read back as `DbTimestamp` through the `MultiConnection`.
+    fn round_trips_through_multi_connection(conn: &mut crate::DbConnection, id: i32) {
         let t = at(2026, 11, 29, 14, 0, 0, 250_000);
         diesel::insert_into(times::table)
-            .values((times::id.eq(200_000), times::at.eq(DbTimestamp(t))))
-            .execute(&mut multi)
+            .values((times::id.eq(id), times::at.eq(DbTimestamp(t))))
+            .execute(conn)
             .unwrap();
-        let back: DbTimestamp = times::table
-            .find(200_000)
-            .select(times::at)
-            .first(&mut multi)
-            .unwrap();
+        let back: DbTimestamp = times::table.find(id).select(times::at).first(conn).unwrap();
         assert_eq!(back.0, t);
     }
 
@@ -363,5 +363,6 @@ mod tests {
             .first(&mut multi)
             .unwrap();
         assert_eq!(back.0, t);
+        round_trips_through_multi_connection(&mut multi, 2);
     }
 }
