@@ -581,3 +581,106 @@ fn audit_events_indexes_postgres() {
     };
     assert_eq!(audit_events_indexes(&mut conn), ["audit_events_occurred"]);
 }
+
+/// Migration 000010 keeps every recipient (SQLite rebuilds the table WITHOUT ROWID; PostgreSQL
+/// has nothing to change) and, on SQLite, leaves `transfer_recipients` one B-tree: a pull
+/// writes a recipient per pulled visitor, and a rowid table made that two B-tree inserts.
+fn recipients_survive_000010(conn: &mut DbConnection) {
+    loop {
+        let name = run_next(conn).unwrap().expect("migration 000010 exists");
+        if name == "20261129000009" {
+            break;
+        }
+    }
+    conn.execute_batch(
+        "INSERT INTO tenants (id, name, status, created_at, updated_at) VALUES \
+           ('ten_a', 'A', 'active', '2026-11-21 00:00:00', '2026-11-21 00:00:00'); \
+         INSERT INTO subprocessors (id, name, legal_name, country, contact, transfer_mechanism, \
+           dpa_reference, status, created_at, updated_at) VALUES \
+           ('sub_a', 'Carrier', 'Carrier Ltd', 'GB', 'dpo@carrier.example', 'adequacy', 'DPA-1', \
+            'active', '2026-11-21 00:00:00', '2026-11-21 00:00:00'); \
+         INSERT INTO transfer_recipients (tenant_id, visitor_id, subprocessor_id, fields, \
+           first_at, last_at) VALUES \
+           ('ten_a', 'vis_2', 'sub_a', 'email,name', '2026-11-21 00:00:00', '2026-11-22 00:00:00'), \
+           ('ten_a', 'vis_1', 'sub_a', 'name', '2026-11-21 00:00:00', '2026-11-21 00:00:00');",
+    )
+    .unwrap();
+    let ran = run_next(conn).unwrap().expect("the recipients migration");
+    assert_eq!(ran, "20261203000010");
+
+    #[derive(QueryableByName, Debug, PartialEq)]
+    struct Recipient {
+        #[diesel(sql_type = Text)]
+        visitor_id: String,
+        #[diesel(sql_type = Text)]
+        fields: String,
+    }
+    let rows: Vec<Recipient> = diesel::sql_query(
+        "SELECT visitor_id, fields FROM transfer_recipients \
+         WHERE tenant_id = 'ten_a' AND subprocessor_id = 'sub_a' ORDER BY visitor_id",
+    )
+    .load(conn)
+    .unwrap();
+    let r = |v: &str, f: &str| Recipient {
+        visitor_id: v.into(),
+        fields: f.into(),
+    };
+    assert_eq!(rows, [r("vis_1", "name"), r("vis_2", "email,name")]);
+    // The key still holds: a second row for the same visitor and subprocessor is refused.
+    assert!(conn
+        .execute_batch(
+            "INSERT INTO transfer_recipients (tenant_id, visitor_id, subprocessor_id, fields, \
+               first_at, last_at) VALUES \
+               ('ten_a', 'vis_1', 'sub_a', 'email', '2026-11-23 00:00:00', '2026-11-23 00:00:00');"
+        )
+        .is_err());
+}
+
+#[test]
+fn recipients_survive_000010_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = fresh_sqlite(dir.path());
+    recipients_survive_000010(&mut conn);
+    #[derive(QueryableByName)]
+    struct Sql {
+        #[diesel(sql_type = Text)]
+        sql: String,
+    }
+    let DbConnection::Sqlite(c) = &mut conn else {
+        unreachable!("fresh_sqlite opens SQLite");
+    };
+    let table: Sql = diesel::sql_query(
+        "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'transfer_recipients'",
+    )
+    .get_result(c)
+    .unwrap();
+    assert!(
+        table.sql.trim_end().ends_with("WITHOUT ROWID"),
+        "{}",
+        table.sql
+    );
+    // No separate primary-key index any more: the table is that B-tree.
+    let autoindexes: i64 = diesel::sql_query(
+        "SELECT count(*) AS n FROM sqlite_schema WHERE tbl_name = 'transfer_recipients' \
+         AND type = 'index'",
+    )
+    .get_result::<Count>(c)
+    .unwrap()
+    .n;
+    assert_eq!(autoindexes, 0);
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[test]
+fn recipients_survive_000010_postgres() {
+    let Some((_db, mut conn)) = fresh_postgres() else {
+        eprintln!("skipped: {} is not set", common::PG_ENV);
+        return;
+    };
+    recipients_survive_000010(&mut conn);
+}
