@@ -8,6 +8,15 @@
 //! its memory resident for a second after it was freed: the import workload peaked at 186–205 MB
 //! where 100 ms keeps it at 166–180 MB, with throughput unchanged within the machine's noise
 //! (0 ms cost import 15 %; BENCHMARKS.md, "Session 7").
+//!
+//! Built without transparent huge pages (libmimalloc-sys's `no_thp` feature, Cargo.toml): by
+//! default mimalloc `madvise`s its 1 GiB arena `MADV_HUGEPAGE`, so the kernel backs it with
+//! 2 MiB pages. A huge page is resident whole however little of it mimalloc uses, and a
+//! 64 KiB purge splits it: on a 1 M tenant 60–70 MB of the server's RSS was huge pages, and
+//! without them the peak over every workload fell from 156–164 MB to about 118 MB, throughput
+//! unchanged within the noise (BENCHMARKS.md, "Session 8"). On a host whose THP setting is
+//! `always` rather than `madvise` the kernel may still use them; there
+//! `MIMALLOC_ALLOW_THP=0` in the environment turns them off for the process.
 
 use std::ffi::c_long;
 
@@ -57,5 +66,30 @@ mod tests {
         assert_eq!(purge_delay(), 1000);
         tune();
         assert_eq!(purge_delay(), PURGE_DELAY_MS);
+    }
+
+    /// Memory from the allocator is not backed by transparent huge pages. Only meaningful
+    /// where the kernel gives them to regions that ask (`madvise` mode, the common default):
+    /// there, a mimalloc built with THP asks for its whole arena, and touching 64 MiB of
+    /// allocations shows up as `AnonHugePages`.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn allocations_are_not_on_huge_pages() {
+        let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+            .unwrap_or_default();
+        if !mode.contains("[madvise]") {
+            eprintln!("skipped: transparent huge pages are not in madvise mode here");
+            return;
+        }
+        // 2 MiB blocks touched through: the shape huge pages would back.
+        let blocks: Vec<Vec<u8>> = (0..32).map(|i| vec![i as u8 | 1; 2 << 20]).collect();
+        let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
+        let huge_kib: u64 = rollup
+            .lines()
+            .find_map(|l| l.strip_prefix("AnonHugePages:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(u64::MAX);
+        assert_eq!(blocks.iter().map(Vec::len).sum::<usize>(), 64 << 20);
+        assert_eq!(huge_kib, 0, "AnonHugePages in {rollup}");
     }
 }
