@@ -1,5 +1,5 @@
 //! The global allocator: mimalloc, returning freed memory to the OS after 100 ms instead of its
-//! default second.
+//! default second, and not backed by transparent huge pages.
 //!
 //! mimalloc instead of glibc's malloc: with many threads allocating per request, glibc spent a
 //! quarter of the server's CPU in malloc/free and grew per-thread arenas (see BENCHMARKS.md).
