@@ -445,16 +445,30 @@ fn up_down_up_postgres() {
     round_trip(&mut conn);
 }
 
+/// Runs migrations one at a time up to and including `version`, so a test can fill the
+/// schema as it stood then before the next migration runs.
+fn migrate_through(conn: &mut DbConnection, version: &str) {
+    loop {
+        let name = run_next(conn)
+            .unwrap()
+            .unwrap_or_else(|| panic!("no migration {version}"));
+        if name == version {
+            return;
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
 /// A database made before the target index had runs: migration 000008 turns each chain's
 /// existing events into one run, so they are found by target without a scan, and drops the
 /// old index.
 fn target_index_backfill(conn: &mut DbConnection) {
-    loop {
-        let name = run_next(conn).unwrap().expect("migration 000008 exists");
-        if name == "20261121000007" {
-            break;
-        }
-    }
+    migrate_through(conn, "20261121000007");
     conn.execute_batch(
         "INSERT INTO audit_heads (chain_id, seq, hash, updated_at) VALUES \
            ('ten_a', 3, '', '2026-11-21 00:00:00'), ('ten_b', 1, '', '2026-11-21 00:00:00'); \
@@ -586,12 +600,7 @@ fn audit_events_indexes_postgres() {
 /// has nothing to change) and, on SQLite, leaves `transfer_recipients` one B-tree: a pull
 /// writes a recipient per pulled visitor, and a rowid table made that two B-tree inserts.
 fn recipients_survive_000010(conn: &mut DbConnection) {
-    loop {
-        let name = run_next(conn).unwrap().expect("migration 000010 exists");
-        if name == "20261129000009" {
-            break;
-        }
-    }
+    migrate_through(conn, "20261129000009");
     conn.execute_batch(
         "INSERT INTO tenants (id, name, status, created_at, updated_at) VALUES \
            ('ten_a', 'A', 'active', '2026-11-21 00:00:00', '2026-11-21 00:00:00'); \
@@ -668,12 +677,6 @@ fn recipients_survive_000010_sqlite() {
     .unwrap()
     .n;
     assert_eq!(autoindexes, 0);
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
 }
 
 #[test]
