@@ -596,6 +596,43 @@ fn audit_events_indexes_postgres() {
     assert_eq!(audit_events_indexes(&mut conn), ["audit_events_occurred"]);
 }
 
+/// Visitors keep the indexes their queries use. Migration 000011 dropped the one on
+/// `(tenant_id, key_version)`: re-encryption walks the primary key, and on PostgreSQL without
+/// statistics the index drew the re-seal UPDATE away from the primary key into a scan of the
+/// tenant's old rows per row written.
+fn visitors_indexes(conn: &mut DbConnection) -> Vec<String> {
+    run_pending(conn).unwrap();
+    schema_of(conn)
+        .indexes
+        .keys()
+        .filter(|(table, _)| table == "visitors")
+        .map(|(_, name)| name.clone())
+        .collect()
+}
+
+const VISITORS_INDEXES: [&str; 4] = [
+    "visitors_activity",
+    "visitors_email",
+    "visitors_external_ref",
+    "visitors_phone",
+];
+
+#[test]
+fn visitors_indexes_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = fresh_sqlite(dir.path());
+    assert_eq!(visitors_indexes(&mut conn), VISITORS_INDEXES);
+}
+
+#[test]
+fn visitors_indexes_postgres() {
+    let Some((_db, mut conn)) = fresh_postgres() else {
+        eprintln!("skipped: {} is not set", common::PG_ENV);
+        return;
+    };
+    assert_eq!(visitors_indexes(&mut conn), VISITORS_INDEXES);
+}
+
 /// Migration 000010 keeps every recipient (SQLite rebuilds the table WITHOUT ROWID; PostgreSQL
 /// has nothing to change) and, on SQLite, leaves `transfer_recipients` one B-tree: a pull
 /// writes a recipient per pulled visitor, and a rowid table made that two B-tree inserts.
