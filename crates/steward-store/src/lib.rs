@@ -2,6 +2,7 @@
 //! that picks the backend from the URL, embedded migrations per backend, and the single
 //! group-committed write path every change goes through.
 
+pub mod autovacuum;
 pub mod batch;
 mod checkpointer;
 mod chunked;

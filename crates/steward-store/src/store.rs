@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use steward_core::Error;
 
+use crate::autovacuum;
 use crate::checkpointer::Checkpointer;
 use crate::committer::Committer;
 use crate::connection::{Backend, DbConnection};
@@ -92,9 +93,12 @@ impl Store {
         })
     }
 
+    /// Runs pending migrations; on PostgreSQL, also warns if autovacuum is off.
     pub fn migrate(&self) -> Result<usize, OpenError> {
         let mut conn = self.inner.pool.get()?;
-        Ok(migrations::run_pending(&mut conn)?)
+        let ran = migrations::run_pending(&mut conn)?;
+        autovacuum::warn_if_off(&mut conn);
+        Ok(ran)
     }
 
     pub fn backend(&self) -> Backend {
