@@ -12,6 +12,7 @@ mod maintenance;
 mod report;
 mod spawn;
 mod target;
+mod vacuum;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -125,6 +126,11 @@ struct Cli {
     /// data key until every visitor is re-encrypted (Steward only).
     #[arg(long)]
     maintenance: bool,
+
+    /// PostgreSQL: do not `VACUUM ANALYZE` the database after seeding (see `vacuum.rs`); the
+    /// planner then works without statistics until autovacuum gathers them, if it is on.
+    #[arg(long)]
+    no_vacuum: bool,
 
     /// Also print the report as a JSON document.
     #[arg(long)]
@@ -318,6 +324,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         (None, None)
     };
 
+    let vacuum_secs = match (cli.no_vacuum, backend, cli.database_url.clone()) {
+        (false, "postgres", Some(url)) => {
+            eprintln!("VACUUM ANALYZE after seeding (--no-vacuum skips it) …");
+            let took = tokio::task::spawn_blocking(move || vacuum::vacuum_analyze(&url))
+                .await
+                .context("vacuum panicked")??;
+            eprintln!("  done in {:.1} s", took.as_secs_f64());
+            Some(took.as_secs_f64())
+        }
+        _ => None,
+    };
+
     let mode = match cli.rate {
         Some(r) => format!("fixed rate {r} req/s (max {} in flight)", cli.max_in_flight),
         None => format!("closed loop, concurrency {}", cli.concurrency),
@@ -331,6 +349,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         load_start,
     );
     report.seeding = Some(seeding);
+    report.vacuum_secs = vacuum_secs;
 
     for workload in workloads {
         tokio::time::sleep(cli.pause).await;

@@ -122,6 +122,9 @@ pub struct Report {
     /// Steward's seeding through `visitors:batch`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seeding: Option<Throughput>,
+    /// PostgreSQL: seconds the `VACUUM ANALYZE` after seeding took; absent if it did not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vacuum_secs: Option<f64>,
     pub results: Vec<RunResult>,
     pub ratios: Vec<Ratio>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -155,6 +158,7 @@ impl Report {
             load_average_end: String::new(),
             steward_vm_hwm_mb: None,
             seeding: None,
+            vacuum_secs: None,
             results: Vec::new(),
             ratios: Vec::new(),
             maintenance: None,
@@ -197,6 +201,9 @@ impl Report {
         );
         if let Some(s) = &self.seeding {
             println!("seeding: {}{}", s.describe("visitors"), s.rss());
+        }
+        if let Some(v) = self.vacuum_secs {
+            println!("VACUUM ANALYZE after seeding: {v:.1} s");
         }
         if !self.results.is_empty() {
             self.print_results();
