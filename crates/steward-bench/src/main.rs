@@ -393,6 +393,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         spawned.as_ref().and_then(|s| s.rss.hwm_mb()),
     );
     report.print_text();
+    if let Some(s) = &spawned {
+        let errors = s.error_lines(10);
+        if !errors.is_empty() {
+            println!("\nserver log, first ERROR lines:");
+            for line in errors {
+                println!("  {line}");
+            }
+        }
+    }
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }

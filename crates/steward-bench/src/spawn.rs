@@ -2,6 +2,7 @@
 //! sample its memory from `/proc/<pid>/status`.
 
 use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -69,6 +70,19 @@ pub struct Spawned {
 pub fn free_port() -> anyhow::Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(l.local_addr()?.port())
+}
+
+/// The first `max` lines of a `tracing` log at ERROR level (none if it cannot be read).
+fn error_lines(path: &Path, max: usize) -> Vec<String> {
+    let Ok(file) = File::open(path) else {
+        return Vec::new();
+    };
+    BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| l.contains(" ERROR "))
+        .take(max)
+        .collect()
 }
 
 fn tail(path: &Path, lines: usize) -> String {
@@ -149,6 +163,13 @@ impl Spawned {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The first `max` ERROR lines of the server's log. An internal error's cause is logged
+    /// there and never sent to the client, and the scratch data dir holding the log is removed
+    /// when the run ends, so the report prints them.
+    pub fn error_lines(&self, max: usize) -> Vec<String> {
+        error_lines(&self.log, max)
     }
 }
 
@@ -242,5 +263,32 @@ impl RssSampler {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::error_lines;
+
+    #[test]
+    fn picks_the_first_error_lines_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("steward-serve.log");
+        std::fs::write(
+            &log,
+            "2026-12-03T15:00:00Z  INFO steward_api: GET /v1/tenants/ten_1/visitors/vis_1 200\n\
+             2026-12-03T15:00:01Z ERROR steward_api::error: internal error error=database is locked\n\
+             2026-12-03T15:00:02Z  WARN steward_store: WAL checkpoint failed\n\
+             2026-12-03T15:00:03Z ERROR steward_api::error: internal error error=second\n\
+             2026-12-03T15:00:04Z ERROR steward_api::error: internal error error=third\n",
+        )
+        .unwrap();
+        let lines = error_lines(&log, 2);
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].ends_with("database is locked"));
+        assert!(lines[1].ends_with("second"));
+        assert!(error_lines(&dir.path().join("missing.log"), 10).is_empty());
     }
 }
