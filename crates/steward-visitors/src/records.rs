@@ -343,6 +343,79 @@ pub fn update_sealed_if_unchanged(
     Ok(written as i64)
 }
 
+/// A re-sealed row and the key version and `updated_at` it had when it was read.
+pub type Resealed = (VisitorRow, (i64, NaiveDateTime));
+
+/// [`update_sealed_if_unchanged`] for a step of re-encryption: rows of one tenant, read in id
+/// order. Returns how many were written.
+///
+/// SQLite runs the prepared single-row statement inside the writer, where a statement costs
+/// no round trip. On PostgreSQL each statement is one, so the rows go in one
+/// `UPDATE … FROM unnest(…)`.
+pub fn update_sealed_if_unchanged_many(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    rows: &[Resealed],
+) -> Result<i64> {
+    match conn {
+        DbConnection::Postgres(pg) => update_sealed_pg(pg, tenant_id, rows),
+        DbConnection::Sqlite(_) => {
+            let mut written = 0;
+            for (row, (version, updated_at)) in rows {
+                written += update_sealed_if_unchanged(conn, row, *version, *updated_at)?;
+            }
+            Ok(written)
+        }
+    }
+}
+
+/// The step's id range (`$2`, `$3`) bounds the rows the statement can touch, whatever plan
+/// PostgreSQL picks. Joined on `id` alone, a database without statistics took the tenant for
+/// a single row, scanned all of it and compared every row with the 500 new values: 2.5 s per
+/// step on a 30,000-visitor tenant. `sql_query` is planned anew at each execution, from
+/// whatever statistics there are, so the statement itself must leave no bad plan.
+const UPDATE_SEALED_PG: &str = "\
+UPDATE visitors AS v SET \
+    name_sealed = n.name_sealed, email_sealed = n.email_sealed, \
+    phone_sealed = n.phone_sealed, address_sealed = n.address_sealed, \
+    attributes_sealed = n.attributes_sealed, key_version = n.key_version \
+FROM unnest($4::text[], $5::bigint[], $6::timestamp[], $7::bigint[], \
+            $8::bytea[], $9::bytea[], $10::bytea[], $11::bytea[], $12::bytea[]) \
+    AS n(id, seen_version, seen_updated_at, key_version, \
+         name_sealed, email_sealed, phone_sealed, address_sealed, attributes_sealed) \
+WHERE v.tenant_id = $1 AND v.id >= $2 AND v.id <= $3 AND v.id = n.id AND v.status = $13 \
+  AND v.key_version = n.seen_version AND v.updated_at = n.seen_updated_at";
+
+fn update_sealed_pg(pg: &mut PgConnection, tenant_id: &str, rows: &[Resealed]) -> Result<i64> {
+    use diesel::sql_types::{Array, BigInt, Binary, Nullable, Text, Timestamp};
+    let ids: Vec<&str> = rows.iter().map(|(r, _)| r.id.as_str()).collect();
+    let (Some(lo), Some(hi)) = (ids.iter().min(), ids.iter().max()) else {
+        return Ok(0);
+    };
+    let seen_versions: Vec<i64> = rows.iter().map(|(_, (v, _))| *v).collect();
+    let seen_updated: Vec<NaiveDateTime> = rows.iter().map(|(_, (_, t))| *t).collect();
+    let versions: Vec<i64> = rows.iter().map(|(r, _)| r.key_version).collect();
+    let sealed = |f: fn(&VisitorRow) -> &Option<Vec<u8>>| -> Vec<Option<&[u8]>> {
+        rows.iter().map(|(r, _)| f(r).as_deref()).collect()
+    };
+    let written = diesel::sql_query(UPDATE_SEALED_PG)
+        .bind::<Text, _>(tenant_id)
+        .bind::<Text, _>(*lo)
+        .bind::<Text, _>(*hi)
+        .bind::<Array<Text>, _>(&ids)
+        .bind::<Array<BigInt>, _>(&seen_versions)
+        .bind::<Array<Timestamp>, _>(&seen_updated)
+        .bind::<Array<BigInt>, _>(&versions)
+        .bind::<Array<Nullable<Binary>>, _>(sealed(|r| &r.name_sealed))
+        .bind::<Array<Nullable<Binary>>, _>(sealed(|r| &r.email_sealed))
+        .bind::<Array<Nullable<Binary>>, _>(sealed(|r| &r.phone_sealed))
+        .bind::<Array<Nullable<Binary>>, _>(sealed(|r| &r.address_sealed))
+        .bind::<Array<Nullable<Binary>>, _>(sealed(|r| &r.attributes_sealed))
+        .bind::<Text, _>(STATUS_ACTIVE)
+        .execute(pg)?;
+    Ok(written as i64)
+}
+
 /// Active visitors of the tenant still sealed under a key version before `current`.
 pub fn count_sealed_before(conn: &mut DbConnection, tenant_id: &str, current: i64) -> Result<i64> {
     Ok(visitors::table

@@ -2,13 +2,12 @@
 //! version are re-sealed under the current one — off the writer, then written only where the
 //! row did not change meanwhile.
 
-use chrono::NaiveDateTime;
 use steward_core::Result;
 use steward_keys::TenantKeyring;
 use steward_store::reencrypt::{ReencryptTarget, ResealedBatch};
 use steward_store::DbConnection;
 
-use crate::records::{self, VisitorRow};
+use crate::records;
 
 pub struct VisitorReencryption;
 
@@ -38,6 +37,7 @@ impl ReencryptTarget for VisitorReencryption {
             .collect::<Result<Vec<_>>>()?;
         Ok(Box::new(Resealed {
             examined,
+            tenant_id: keyring.tenant_id().to_string(),
             last,
             rows: resealed,
         }))
@@ -59,8 +59,9 @@ impl ReencryptTarget for VisitorReencryption {
 struct Resealed {
     examined: i64,
     last: Option<String>,
+    tenant_id: String,
     /// Each row re-sealed, with the key version and `updated_at` it had when read.
-    rows: Vec<(VisitorRow, (i64, NaiveDateTime))>,
+    rows: Vec<records::Resealed>,
 }
 
 impl ResealedBatch for Resealed {
@@ -73,10 +74,6 @@ impl ResealedBatch for Resealed {
     }
 
     fn apply(self: Box<Self>, conn: &mut DbConnection) -> Result<i64> {
-        let mut written = 0;
-        for (row, (version, updated_at)) in &self.rows {
-            written += records::update_sealed_if_unchanged(conn, row, *version, *updated_at)?;
-        }
-        Ok(written)
+        records::update_sealed_if_unchanged_many(conn, &self.tenant_id, &self.rows)
     }
 }
