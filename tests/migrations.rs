@@ -566,18 +566,23 @@ fn target_index_backfill_postgres() {
     target_index_backfill(&mut conn);
 }
 
+/// The names of `table`'s indexes (not its primary key) once every migration has run.
+fn indexes_of(conn: &mut DbConnection, table: &str) -> Vec<String> {
+    run_pending(conn).unwrap();
+    schema_of(conn)
+        .indexes
+        .keys()
+        .filter(|(t, _)| t == table)
+        .map(|(_, name)| name.clone())
+        .collect()
+}
+
 /// The audit log keeps only the indexes its queries use (seq order is the primary key; time
 /// windows use `audit_events_occurred`; targets have their own runs): every index is a B-tree
 /// insert per event on the path of each audited read. Migration 000009 dropped the unused one
 /// on `id`.
 fn audit_events_indexes(conn: &mut DbConnection) -> Vec<String> {
-    run_pending(conn).unwrap();
-    schema_of(conn)
-        .indexes
-        .keys()
-        .filter(|(table, _)| table == "audit_events")
-        .map(|(_, name)| name.clone())
-        .collect()
+    indexes_of(conn, "audit_events")
 }
 
 #[test]
@@ -601,13 +606,7 @@ fn audit_events_indexes_postgres() {
 /// statistics the index drew the re-seal UPDATE away from the primary key into a scan of the
 /// tenant's old rows per row written.
 fn visitors_indexes(conn: &mut DbConnection) -> Vec<String> {
-    run_pending(conn).unwrap();
-    schema_of(conn)
-        .indexes
-        .keys()
-        .filter(|(table, _)| table == "visitors")
-        .map(|(_, name)| name.clone())
-        .collect()
+    indexes_of(conn, "visitors")
 }
 
 const VISITORS_INDEXES: [&str; 4] = [

@@ -21,8 +21,14 @@ struct Setting {
 
 /// Whether the server runs autovacuum (`autovacuum = on`).
 pub fn autovacuum_is_on(conn: &mut PgConnection) -> QueryResult<bool> {
-    let s: Setting =
-        diesel::sql_query("SELECT current_setting('autovacuum') AS setting").get_result(conn)?;
+    setting_is_on(conn, "autovacuum")
+}
+
+/// Whether the boolean setting `name` is `on` for this session.
+fn setting_is_on(conn: &mut PgConnection, name: &str) -> QueryResult<bool> {
+    let s: Setting = diesel::sql_query("SELECT current_setting($1) AS setting")
+        .bind::<Text, _>(name)
+        .get_result(conn)?;
     Ok(s.setting == "on")
 }
 
@@ -47,9 +53,24 @@ pub(crate) fn warn_if_off(conn: &mut DbConnection) {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use diesel::connection::SimpleConnection;
+
     use super::*;
 
-    /// Reads the server's real setting, whichever it is.
+    /// A session-settable boolean read both ways: the reading follows the setting.
+    #[test]
+    fn reads_a_setting_both_ways() {
+        let Some(db) = crate::testing::TestDatabase::create() else {
+            return;
+        };
+        let mut c = PgConnection::establish(&db.url).unwrap();
+        c.batch_execute("SET enable_seqscan = off").unwrap();
+        assert!(!setting_is_on(&mut c, "enable_seqscan").unwrap());
+        c.batch_execute("SET enable_seqscan = on").unwrap();
+        assert!(setting_is_on(&mut c, "enable_seqscan").unwrap());
+    }
+
+    /// Autovacuum's reading matches the server's real setting, whichever it is.
     #[test]
     fn reads_the_server_setting() {
         let Some(db) = crate::testing::TestDatabase::create() else {
