@@ -17,7 +17,7 @@ use steward_core::clock::truncate_micros;
 use steward_core::{Error, Id, Result};
 use steward_store::{batch, DbConnection};
 
-use crate::canonical::GENESIS_HASH;
+use crate::canonical::{encode_prefix, GENESIS_HASH};
 use crate::event::{EventRow, NewEvent};
 use crate::schema::{audit_events, audit_heads};
 use crate::staged::{Head, StagedAppends};
@@ -45,6 +45,52 @@ pub fn append(
         .ok_or(Error::internal_msg("append wrote no event"))
 }
 
+/// Events checked, given their ids and time, and encoded as far as they can be without the
+/// chain's head ([`prepare`]). Preparing is most of an append's CPU and needs no connection,
+/// so the server does it where the request runs: the single writer holding the head then only
+/// numbers, hashes and stores the events ([`append_prepared`]).
+#[derive(Debug)]
+pub struct PreparedEvents {
+    chain_id: String,
+    occurred_at: NaiveDateTime,
+    /// Each row unchained, with its encoding after `seq` (`EventRow::unchained`).
+    events: Vec<(EventRow, Vec<u8>)>,
+}
+
+impl PreparedEvents {
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+}
+
+/// Checks `events` for `chain_id` and prepares them to be appended at `now`. Fails, before
+/// anything is written, on an event that could hold a value (see `NewEvent::validate`) or a
+/// chain id that is neither a tenant's nor the platform's.
+pub fn prepare(
+    chain_id: &str,
+    events: Vec<NewEvent>,
+    now: NaiveDateTime,
+) -> Result<PreparedEvents> {
+    check_chain_id(chain_id)?;
+    for e in &events {
+        e.validate()?;
+    }
+    let now = truncate_micros(now.and_utc()).naive_utc();
+    let events = events
+        .into_iter()
+        .map(|e| EventRow::unchained(chain_id, e, now))
+        .collect();
+    Ok(PreparedEvents {
+        chain_id: chain_id.to_string(),
+        occurred_at: now,
+        events,
+    })
+}
+
 /// Appends several events to one chain, in order, taking its head once.
 pub fn append_many(
     conn: &mut DbConnection,
@@ -52,73 +98,66 @@ pub fn append_many(
     events: Vec<NewEvent>,
     now: NaiveDateTime,
 ) -> Result<Vec<Appended>> {
-    check_chain_id(chain_id)?;
-    for e in &events {
-        e.validate()?;
-    }
-    if events.is_empty() {
+    append_prepared(conn, prepare(chain_id, events, now)?)
+}
+
+/// Appends events [`prepare`]d earlier, in order, taking the chain's head once. Call it inside
+/// the transaction of the change the events record.
+pub fn append_prepared(conn: &mut DbConnection, prepared: PreparedEvents) -> Result<Vec<Appended>> {
+    if prepared.is_empty() {
         return Ok(Vec::new());
     }
     require_transaction(conn)?;
-    let now = truncate_micros(now.and_utc()).naive_utc();
-
     if batch::is_active() {
-        return append_staged(conn, chain_id, events, now);
+        return append_staged(conn, prepared);
     }
-    let (mut seq, mut prev) = take_head(conn, chain_id, now)?;
-    let rows = chain_rows(chain_id, &mut seq, &mut prev, events, now);
+    let (chain_id, now) = (prepared.chain_id.clone(), prepared.occurred_at);
+    let (mut seq, mut prev) = take_head(conn, &chain_id, now)?;
+    let rows = chain_rows(&mut seq, &mut prev, prepared);
     insert_rows(conn, &rows)?;
-    write_head(conn, chain_id, seq, &prev, now)?;
-    crate::target_index::after_append(conn, chain_id, seq)?;
+    write_head(conn, &chain_id, seq, &prev, now)?;
+    crate::target_index::after_append(conn, &chain_id, seq)?;
     Ok(rows.iter().map(Appended::of).collect())
 }
 
 /// Inside a committer batch: the head is taken from the database once per batch and the rows
 /// are written just before the batch commits (see `staged`).
-fn append_staged(
-    conn: &mut DbConnection,
-    chain_id: &str,
-    events: Vec<NewEvent>,
-    now: NaiveDateTime,
-) -> Result<Vec<Appended>> {
+fn append_staged(conn: &mut DbConnection, prepared: PreparedEvents) -> Result<Vec<Appended>> {
+    let (chain_id, now) = (prepared.chain_id.clone(), prepared.occurred_at);
     let known =
-        batch::with(|s: &mut StagedAppends| s.head(chain_id).map(|h| (h.seq, h.hash.clone())))
+        batch::with(|s: &mut StagedAppends| s.head(&chain_id).map(|h| (h.seq, h.hash.clone())))
             .flatten();
     let (mut seq, mut prev) = match known {
         Some(head) => head,
         None => {
-            let (seq, hash) = take_head(conn, chain_id, now)?;
+            let (seq, hash) = take_head(conn, &chain_id, now)?;
             let head = Head {
                 seq,
                 hash: hash.clone(),
                 updated_at: now,
                 dirty: false,
             };
-            batch::with(|s: &mut StagedAppends| s.adopt_head(chain_id, head));
+            batch::with(|s: &mut StagedAppends| s.adopt_head(&chain_id, head));
             (seq, hash)
         }
     };
-    let rows = chain_rows(chain_id, &mut seq, &mut prev, events, now);
+    let rows = chain_rows(&mut seq, &mut prev, prepared);
     let appended = rows.iter().map(Appended::of).collect();
-    batch::with(|s: &mut StagedAppends| s.push(chain_id, rows, now)).ok_or(Error::internal_msg(
-        "committer batch ended during an audit append",
-    ))?;
+    batch::with(|s: &mut StagedAppends| s.push(&chain_id, rows, now)).ok_or(
+        Error::internal_msg("committer batch ended during an audit append"),
+    )?;
     Ok(appended)
 }
 
-/// Hashes `events` in order after (`seq`, `prev`), moving both to the last event.
-fn chain_rows(
-    chain_id: &str,
-    seq: &mut i64,
-    prev: &mut Vec<u8>,
-    events: Vec<NewEvent>,
-    now: NaiveDateTime,
-) -> Vec<EventRow> {
-    let mut scratch = Vec::with_capacity(512);
-    let mut rows = Vec::with_capacity(events.len());
-    for event in events {
+/// Numbers and hashes the prepared events in order after (`seq`, `prev`), moving both to the
+/// last event.
+fn chain_rows(seq: &mut i64, prev: &mut Vec<u8>, prepared: PreparedEvents) -> Vec<EventRow> {
+    let mut prefix = Vec::with_capacity(64);
+    encode_prefix(prepared.chain_id.as_bytes(), &mut prefix);
+    let mut rows = Vec::with_capacity(prepared.events.len());
+    for (mut row, tail) in prepared.events {
         *seq += 1;
-        let row = EventRow::build(chain_id, *seq, prev, event, now, &mut scratch);
+        row.chain(*seq, prev, &prefix, &tail);
         prev.clone_from(&row.hash);
         rows.push(row);
     }

@@ -113,6 +113,12 @@ pub(crate) fn encode_prefix(chain_id: &[u8], out: &mut Vec<u8>) {
 /// The rest of an event's encoding, after [`encode_prefix`].
 pub(crate) fn encode_rest(e: &RawFields<'_>, out: &mut Vec<u8>) {
     put_int(out, e.seq);
+    encode_tail(e, out);
+}
+
+/// The part of an event's encoding after its `seq`: everything that does not depend on where
+/// in the chain the event lands, so it can be encoded before the chain's head is known.
+pub(crate) fn encode_tail(e: &RawFields<'_>, out: &mut Vec<u8>) {
     put(out, e.id);
     put_timestamp(out, e.occurred_at);
     put(out, e.actor_kind);
@@ -137,6 +143,29 @@ pub fn event_hash(prev_hash: &[u8], e: &EventFields<'_>, scratch: &mut Vec<u8>) 
     scratch.extend_from_slice(prev_hash);
     encode_event(e, scratch);
     sha256(scratch)
+}
+
+/// The same hash from its parts: `prefix` from [`encode_prefix`], the `seq`, and `tail` from
+/// [`encode_tail`]. The appender holding a chain's head computes only this; the rest of the
+/// encoding was done before the event reached it.
+pub(crate) fn chained_hash(
+    prev_hash: &[u8],
+    prefix: &[u8],
+    seq: i64,
+    tail: &[u8],
+) -> [u8; HASH_LEN] {
+    // `put_int`'s layout, on the stack.
+    let mut seq_bytes = [0u8; 12];
+    seq_bytes[..4].copy_from_slice(&8u32.to_be_bytes());
+    seq_bytes[4..].copy_from_slice(&seq.to_be_bytes());
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(prev_hash);
+    ctx.update(prefix);
+    ctx.update(&seq_bytes);
+    ctx.update(tail);
+    let mut out = [0u8; HASH_LEN];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
 }
 
 pub(crate) fn sha256(data: &[u8]) -> [u8; HASH_LEN] {
@@ -328,6 +357,25 @@ mod tests {
             assert_ne!(event_hash(&GENESIS_HASH, &e, &mut Vec::new()), base);
         }
         assert_ne!(event_hash(&[1; 32], &sample(), &mut Vec::new()), base);
+    }
+
+    #[test]
+    fn hash_from_parts_is_the_event_hash() {
+        let e = sample();
+        let mut prefix = Vec::new();
+        encode_prefix(e.chain_id.as_bytes(), &mut prefix);
+        let mut tail = Vec::new();
+        encode_tail(&e.raw(), &mut tail);
+        for prev in [GENESIS_HASH, [7; HASH_LEN]] {
+            assert_eq!(
+                chained_hash(&prev, &prefix, e.seq, &tail),
+                event_hash(&prev, &e, &mut Vec::new())
+            );
+        }
+        assert_ne!(
+            chained_hash(&GENESIS_HASH, &prefix, e.seq + 1, &tail),
+            event_hash(&GENESIS_HASH, &e, &mut Vec::new())
+        );
     }
 
     #[test]

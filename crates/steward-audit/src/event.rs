@@ -317,21 +317,19 @@ impl EventRow {
         }
     }
 
-    /// Builds the row for `event` at position `seq` after `prev_hash`, computing its hash.
-    pub(crate) fn build(
+    /// The row for `event` before it has a place in a chain (seq 0, no hashes), with the
+    /// encoding of its attributes after `seq` ([`canonical::encode_tail`]) for [`Self::chain`].
+    pub(crate) fn unchained(
         chain_id: &str,
-        seq: i64,
-        prev_hash: &[u8],
         event: NewEvent,
         occurred_at: NaiveDateTime,
-        scratch: &mut Vec<u8>,
-    ) -> Self {
+    ) -> (Self, Vec<u8>) {
         let fields = event.fields_joined();
-        let mut row = EventRow {
+        let row = EventRow {
             chain_id: chain_id.to_string(),
-            seq,
+            seq: 0,
             id: steward_core::Id::Event.generate(),
-            prev_hash: prev_hash.to_vec(),
+            prev_hash: Vec::new(),
             hash: Vec::new(),
             occurred_at: occurred_at.into(),
             actor_kind: event.actor.kind,
@@ -348,7 +346,32 @@ impl EventRow {
             outcome: event.outcome.as_str().to_string(),
             detail: event.detail,
         };
-        row.hash = canonical::event_hash(prev_hash, &row.canonical_fields(), scratch).to_vec();
+        let mut tail = Vec::with_capacity(256);
+        canonical::encode_tail(&row.canonical_fields().raw(), &mut tail);
+        (row, tail)
+    }
+
+    /// Places the row at `seq` after `prev_hash` and computes its hash; `prefix` is the
+    /// chain's [`canonical::encode_prefix`] and `tail` what [`Self::unchained`] returned.
+    pub(crate) fn chain(&mut self, seq: i64, prev_hash: &[u8], prefix: &[u8], tail: &[u8]) {
+        self.seq = seq;
+        self.prev_hash = prev_hash.to_vec();
+        self.hash = canonical::chained_hash(prev_hash, prefix, seq, tail).to_vec();
+    }
+
+    /// Builds the row for `event` at position `seq` after `prev_hash`, computing its hash.
+    #[cfg(test)]
+    pub(crate) fn build(
+        chain_id: &str,
+        seq: i64,
+        prev_hash: &[u8],
+        event: NewEvent,
+        occurred_at: NaiveDateTime,
+    ) -> Self {
+        let (mut row, tail) = Self::unchained(chain_id, event, occurred_at);
+        let mut prefix = Vec::new();
+        canonical::encode_prefix(chain_id.as_bytes(), &mut prefix);
+        row.chain(seq, prev_hash, &prefix, &tail);
         row
     }
 }
@@ -501,7 +524,6 @@ mod tests {
 
     #[test]
     fn api_form_lists_fields_and_hex_hashes() {
-        let mut scratch = Vec::new();
         let t = chrono::DateTime::from_timestamp(1_800_000_000, 123_456_000)
             .unwrap()
             .naive_utc();
@@ -511,7 +533,15 @@ mod tests {
             &canonical::GENESIS_HASH,
             event().fields(&["name", "email"]),
             t,
-            &mut scratch,
+        );
+        // The hash from the prepared parts is the canonical one (what verify recomputes).
+        assert_eq!(
+            row.hash,
+            canonical::event_hash(
+                &canonical::GENESIS_HASH,
+                &row.canonical_fields(),
+                &mut Vec::new()
+            )
         );
         let e = AuditEvent::try_from(row).unwrap();
         let v = serde_json::to_value(&e).unwrap();

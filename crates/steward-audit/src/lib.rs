@@ -27,7 +27,7 @@ mod staged;
 pub mod target_index;
 pub mod verify;
 
-pub use append::{append, append_many, Appended};
+pub use append::{append, append_many, append_prepared, prepare, Appended, PreparedEvents};
 pub use checkpoint::{
     checkpoint, latest_checkpoint, list_checkpoints, prepare_checkpoint, store_checkpoint,
     verify_checkpoint_signature, Checkpoint, CheckpointSigner,

@@ -128,12 +128,13 @@ where
         .map(|r| access.event(action, &r.visitor_id, &r.fields))
         .collect();
     let n = events.len() as u64;
-    let chain = tenant_id.to_string();
-    let now = clock.now().naive_utc();
+    // Checked, numbered by id and encoded here, on the request's thread: the writer that holds
+    // the chain's head only chains and stores them.
+    let prepared = steward_audit::prepare(tenant_id, events, clock.now().naive_utc())?;
     store
         .write(move |conn| {
             first(conn)?;
-            steward_audit::append_many(conn, &chain, events, now).map(|_| ())
+            steward_audit::append_prepared(conn, prepared).map(|_| ())
         })
         .await?;
     DISCLOSED.fetch_add(n, Ordering::Relaxed);

@@ -299,6 +299,8 @@ impl VisitorService {
         // Sealing a thousand visitors is most of an import's CPU: it runs here, on a blocking
         // thread of this request, so imports seal in parallel and the single writer only
         // inserts.
+        // The audit events are prepared here too (see `steward_audit::prepare`).
+        let for_events = access.clone();
         let sealed = self
             .store
             .read(move |conn| {
@@ -311,13 +313,20 @@ impl VisitorService {
                         Ok((row, pii))
                     })
                     .collect::<Result<Vec<_>>>()?;
-                Ok((keyring.current_version(), rows))
+                let events = rows
+                    .iter()
+                    .map(|(row, pii)| {
+                        for_events.event("visitor.create", &row.id, &pii.present_fields())
+                    })
+                    .collect();
+                let events = steward_audit::prepare(&tid, events, now)?;
+                Ok((keyring.current_version(), rows, events))
             })
             .await?;
-        let (keys, tid, access) = (self.keys.clone(), tenant_id.to_string(), access.clone());
+        let (keys, tid) = (self.keys.clone(), tenant_id.to_string());
         self.store
             .write(move |conn| {
-                let (sealed_version, mut rows) = sealed;
+                let (sealed_version, mut rows, events) = sealed;
                 ensure_accepts_data(conn, &tid)?;
                 let keyring = keys.keyring(conn, &tid)?;
                 if keyring.current_version() != sealed_version {
@@ -355,15 +364,13 @@ impl VisitorService {
                     });
                 }
                 let mut metas = Vec::with_capacity(rows.len());
-                let mut events = Vec::with_capacity(rows.len());
                 let mut visitor_rows = Vec::with_capacity(rows.len());
-                for (row, pii) in rows {
-                    events.push(access.event("visitor.create", &row.id, &pii.present_fields()));
+                for (row, _) in rows {
                     metas.push(row.meta());
                     visitor_rows.push(row);
                 }
                 records::insert_many(conn, &visitor_rows)?;
-                steward_audit::append_many(conn, &tid, events, now)?;
+                steward_audit::append_prepared(conn, events)?;
                 Ok(metas)
             })
             .await
