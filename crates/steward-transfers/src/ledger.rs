@@ -3,10 +3,15 @@
 //! and `transfer_recipients`, the per-visitor index of who received what — so erasure
 //! propagation and the data-subject export never scan the ledger.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::sql_types::{Text, Timestamp};
+use diesel::sqlite::Sqlite;
+use diesel::upsert::excluded;
+use diesel::SqliteConnection;
 use serde::Serialize;
 use steward_core::Result;
 use steward_store::pagination::{Page, PageRequest};
@@ -87,6 +92,18 @@ pub struct RecipientRow {
     pub last_at: DbTimestamp,
 }
 
+/// A recipient row to upsert, borrowed.
+#[derive(Insertable)]
+#[diesel(table_name = recips)]
+struct NewRecipient<'a> {
+    tenant_id: &'a str,
+    visitor_id: &'a str,
+    subprocessor_id: &'a str,
+    fields: &'a str,
+    first_at: DbTimestamp,
+    last_at: DbTimestamp,
+}
+
 /// Narrows [`list`]; every set condition must hold. `from` inclusive, `to` exclusive.
 #[derive(Debug, Clone, Default)]
 pub struct TransferFilter {
@@ -136,9 +153,144 @@ pub(crate) fn record(
     )
 }
 
-/// Select-then-update/insert (no ON CONFLICT through the MultiConnection), batched: one
-/// select per chunk, one update per distinct resulting field set, multi-row inserts.
+/// Writes each visitor's recipient row in one upsert that, when the row exists with the same
+/// field names, only moves `last_at` — what nearly every pull is: a subprocessor pulling the
+/// same visitors under the same authorization. A row whose stored names differ is left alone
+/// by the upsert (its `WHERE` fails) and merged by [`merge_recipients`].
+///
+/// This runs in the single writer, once per pulled record. Reading every row back first and
+/// updating them with an `IN (…)` list cost a statement parse per chunk and two passes over
+/// the rows; see BENCHMARKS.md, "Session 10".
 fn upsert_recipients(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    subprocessor_id: &str,
+    sent: &[(String, Vec<&'static str>)],
+    now: NaiveDateTime,
+) -> Result<()> {
+    let rows: Vec<(&str, String)> = sent
+        .iter()
+        .map(|(vid, names)| {
+            let mut names = names.clone();
+            names.sort_unstable();
+            names.dedup();
+            (vid.as_str(), join(&names))
+        })
+        .collect();
+    let skipped = upsert_same_fields(conn, tenant_id, subprocessor_id, &rows, now)?;
+    if skipped.is_empty() {
+        return Ok(());
+    }
+    let differing: Vec<(String, Vec<&'static str>)> =
+        skipped.into_iter().map(|i| sent[i].clone()).collect();
+    merge_recipients(conn, tenant_id, subprocessor_id, &differing, now)
+}
+
+/// Returns the indexes of `rows` whose stored field names differ (left for the merge).
+fn upsert_same_fields<'a>(
+    conn: &mut DbConnection,
+    tenant_id: &'a str,
+    subprocessor_id: &'a str,
+    rows: &'a [(&'a str, String)],
+    now: NaiveDateTime,
+) -> Result<Vec<usize>> {
+    let new_row = |row: &'a (&'a str, String)| NewRecipient {
+        tenant_id,
+        visitor_id: row.0,
+        subprocessor_id,
+        fields: row.1.as_str(),
+        first_at: now.into(),
+        last_at: now.into(),
+    };
+    let mut skipped = Vec::new();
+    match conn {
+        // Inside the single writer a statement costs no round trip: one prepared statement,
+        // run once per row.
+        DbConnection::Sqlite(c) => {
+            for (i, row) in rows.iter().enumerate() {
+                if TouchRecipientSqlite(new_row(row)).execute(c)? == 0 {
+                    skipped.push(i);
+                }
+            }
+        }
+        // A statement is a round trip: multi-row upserts that return the visitors they wrote.
+        DbConnection::Postgres(pg) => {
+            for (n, chunk) in rows.chunks(CHUNK).enumerate() {
+                let values: Vec<NewRecipient<'_>> = chunk.iter().map(new_row).collect();
+                let upsert = diesel::insert_into(recips::table)
+                    .values(&values)
+                    .on_conflict((
+                        recips::tenant_id,
+                        recips::visitor_id,
+                        recips::subprocessor_id,
+                    ))
+                    .do_update()
+                    .set(recips::last_at.eq(excluded(recips::last_at)));
+                // `FilterDsl` by path: imported, it would make every other `filter` here
+                // ambiguous with `QueryDsl`'s.
+                let written: HashSet<String> = diesel::query_dsl::methods::FilterDsl::filter(
+                    upsert,
+                    recips::fields.eq(excluded(recips::fields)),
+                )
+                .returning(recips::visitor_id)
+                .get_results::<String>(pg)?
+                .into_iter()
+                .collect();
+                skipped.extend(
+                    chunk
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, (vid, _))| !written.contains(*vid))
+                        .map(|(i, _)| n * CHUNK + i),
+                );
+            }
+        }
+    }
+    Ok(skipped)
+}
+
+/// The same upsert for one row on SQLite, written out. diesel marks every `DO UPDATE` (and
+/// `UPDATE`) it builds unsafe to cache, so its own form was parsed again for every pulled
+/// record; this one is a fixed statement with a static query id, prepared once per connection.
+struct TouchRecipientSqlite<'a>(NewRecipient<'a>);
+
+impl QueryId for TouchRecipientSqlite<'_> {
+    type QueryId = TouchRecipientSqlite<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl QueryFragment<Sqlite> for TouchRecipientSqlite<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        let r = &self.0;
+        out.push_sql(
+            "INSERT INTO transfer_recipients \
+             (tenant_id, visitor_id, subprocessor_id, fields, first_at, last_at) VALUES (",
+        );
+        out.push_bind_param::<Text, str>(r.tenant_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, str>(r.visitor_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, str>(r.subprocessor_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, str>(r.fields)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, DbTimestamp>(&r.first_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, DbTimestamp>(&r.last_at)?;
+        out.push_sql(
+            ") ON CONFLICT (tenant_id, visitor_id, subprocessor_id) \
+             DO UPDATE SET last_at = excluded.last_at \
+             WHERE transfer_recipients.fields = excluded.fields",
+        );
+        Ok(())
+    }
+}
+
+impl RunQueryDsl<SqliteConnection> for TouchRecipientSqlite<'_> {}
+
+/// Select-then-update/insert, batched: one select per chunk, one update per distinct resulting
+/// field set, multi-row inserts. Each row's names become the union of the stored and the sent.
+fn merge_recipients(
     conn: &mut DbConnection,
     tenant_id: &str,
     subprocessor_id: &str,
@@ -361,22 +513,12 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use steward_store::testing::{inserts_into, sqlite_with_statement_log};
+    use steward_store::testing::sqlite_with_statement_log;
 
-    /// 1,000 recipients are two multi-row INSERTs on SQLite, not 1,000 single-row ones (which
-    /// diesel falls back to when a row type has defaultable columns).
-    #[test]
-    fn recipients_insert_in_chunks() {
-        let (mut conn, log) = sqlite_with_statement_log();
-        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0)
-            .unwrap()
-            .naive_utc();
-        let sent: Vec<(String, Vec<&'static str>)> = (0..1000)
-            .map(|i| (format!("vis_{i:026}"), vec!["email", "name"]))
-            .collect();
-        let row = TransferRow {
+    fn transfer(id: &str, at: NaiveDateTime) -> TransferRow {
+        TransferRow {
             tenant_id: "ten_1".into(),
-            id: "trf_1".into(),
+            id: id.into(),
             subprocessor_id: "sub_1".into(),
             authorization_id: "sua_1".into(),
             purpose: "analytics".into(),
@@ -384,12 +526,55 @@ mod tests {
             visitor_ids: String::new(),
             record_count: 1000,
             request_id: None,
-            occurred_at: now,
-        };
-        record(&mut conn, &row, &sent).unwrap();
-        assert_eq!(inserts_into(&log, "transfer_recipients"), 2);
-        let stored = recipient_rows(&mut conn, "ten_1", "vis_00000000000000000000000999").unwrap();
-        assert_eq!(stored.len(), 1);
-        assert_eq!(stored[0].fields, "email,name");
+            occurred_at: at,
+        }
+    }
+
+    /// Statements of `kind` (`SELECT`, `INSERT`) that name the recipients table.
+    fn on_recipients(log: &steward_store::testing::StatementLog, kind: &str) -> usize {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.starts_with(kind) && s.contains("transfer_recipients"))
+            .count()
+    }
+
+    /// A pull of visitors already sent the same field names only moves their `last_at`, one
+    /// upsert each, without reading the recipients first; a visitor sent new names gets the
+    /// union of the old and the new, and keeps its `first_at`.
+    #[test]
+    fn repeat_pulls_upsert_and_new_names_merge() {
+        let (mut conn, log) = sqlite_with_statement_log();
+        let at = |s: i64| chrono::DateTime::from_timestamp(s, 0).unwrap().naive_utc();
+        let vid = |i: usize| format!("vis_{i:026}");
+        let sent: Vec<(String, Vec<&'static str>)> = (0..1000)
+            .map(|i| (vid(i), vec!["name", "email", "name"]))
+            .collect();
+        record(&mut conn, &transfer("trf_1", at(1_800_000_000)), &sent).unwrap();
+        let first = recipient_rows(&mut conn, "ten_1", &vid(999)).unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].fields, "email,name");
+
+        log.lock().unwrap().clear();
+        record(&mut conn, &transfer("trf_2", at(1_800_000_060)), &sent).unwrap();
+        assert_eq!(on_recipients(&log, "SELECT"), 0);
+        assert_eq!(on_recipients(&log, "INSERT"), 1000);
+        let again = recipient_rows(&mut conn, "ten_1", &vid(999)).unwrap();
+        assert_eq!(again[0].fields, "email,name");
+        assert_eq!(again[0].first_at.0, at(1_800_000_000));
+        assert_eq!(again[0].last_at.0, at(1_800_000_060));
+
+        let more = vec![(vid(0), vec!["phone"]), (vid(1), vec!["email"])];
+        record(&mut conn, &transfer("trf_3", at(1_800_000_120)), &more).unwrap();
+        let merged = recipient_rows(&mut conn, "ten_1", &vid(0)).unwrap();
+        assert_eq!(merged[0].fields, "email,name,phone");
+        assert_eq!(merged[0].first_at.0, at(1_800_000_000));
+        assert_eq!(merged[0].last_at.0, at(1_800_000_120));
+        // A subset of what was sent before changes no names, and still counts as a transfer.
+        let subset = recipient_rows(&mut conn, "ten_1", &vid(1)).unwrap();
+        assert_eq!(subset[0].fields, "email,name");
+        assert_eq!(subset[0].last_at.0, at(1_800_000_120));
+        let untouched = recipient_rows(&mut conn, "ten_1", &vid(2)).unwrap();
+        assert_eq!(untouched[0].last_at.0, at(1_800_000_060));
     }
 }
