@@ -3,6 +3,10 @@
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::sql_types::{BigInt, Binary, Nullable, Text, Timestamp};
+use diesel::sqlite::Sqlite;
+use diesel::SqliteConnection;
 use serde_json::{Map, Value};
 use steward_core::{Error, Result};
 use steward_keys::{IndexKind, RecordKind, SealContext, TenantKeyring};
@@ -322,26 +326,79 @@ pub fn update_sealed_if_unchanged(
     seen_version: i64,
     seen_updated_at: NaiveDateTime,
 ) -> Result<i64> {
-    let written = diesel::update(
-        visitors::table
-            .filter(visitors::tenant_id.eq(&row.tenant_id))
-            .filter(visitors::id.eq(&row.id))
-            .filter(visitors::status.eq(STATUS_ACTIVE))
-            .filter(visitors::key_version.eq(seen_version))
-            // Bound through the same codec that wrote it: the comparison is of stored text.
-            .filter(visitors::updated_at.eq(DbTimestamp(seen_updated_at))),
-    )
-    .set((
-        visitors::name_sealed.eq(&row.name_sealed),
-        visitors::email_sealed.eq(&row.email_sealed),
-        visitors::phone_sealed.eq(&row.phone_sealed),
-        visitors::address_sealed.eq(&row.address_sealed),
-        visitors::attributes_sealed.eq(&row.attributes_sealed),
-        visitors::key_version.eq(row.key_version),
-    ))
-    .execute(conn)?;
+    let written = match conn {
+        DbConnection::Sqlite(c) => ResealSqlite {
+            row,
+            seen_version,
+            seen_updated_at: DbTimestamp(seen_updated_at),
+        }
+        .execute(c)?,
+        DbConnection::Postgres(pg) => diesel::update(
+            visitors::table
+                .filter(visitors::tenant_id.eq(&row.tenant_id))
+                .filter(visitors::id.eq(&row.id))
+                .filter(visitors::status.eq(STATUS_ACTIVE))
+                .filter(visitors::key_version.eq(seen_version))
+                .filter(visitors::updated_at.eq(DbTimestamp(seen_updated_at))),
+        )
+        .set((
+            visitors::name_sealed.eq(&row.name_sealed),
+            visitors::email_sealed.eq(&row.email_sealed),
+            visitors::phone_sealed.eq(&row.phone_sealed),
+            visitors::address_sealed.eq(&row.address_sealed),
+            visitors::attributes_sealed.eq(&row.attributes_sealed),
+            visitors::key_version.eq(row.key_version),
+        ))
+        .execute(pg)?,
+    };
     Ok(written as i64)
 }
+
+/// The conditional re-seal on SQLite, written out. diesel re-prepares every `UPDATE` it builds
+/// (it marks them unsafe to cache), which on SQLite is a parse per re-sealed row inside the
+/// single writer; this statement has a static query id, so it is prepared once per connection.
+/// `updated_at` is bound through the same codec that wrote it: the comparison is of stored text.
+struct ResealSqlite<'a> {
+    row: &'a VisitorRow,
+    seen_version: i64,
+    seen_updated_at: DbTimestamp,
+}
+
+impl QueryId for ResealSqlite<'_> {
+    type QueryId = ResealSqlite<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl QueryFragment<Sqlite> for ResealSqlite<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        let r = self.row;
+        out.push_sql("UPDATE visitors SET name_sealed = ");
+        out.push_bind_param::<Nullable<Binary>, _>(&r.name_sealed)?;
+        out.push_sql(", email_sealed = ");
+        out.push_bind_param::<Nullable<Binary>, _>(&r.email_sealed)?;
+        out.push_sql(", phone_sealed = ");
+        out.push_bind_param::<Nullable<Binary>, _>(&r.phone_sealed)?;
+        out.push_sql(", address_sealed = ");
+        out.push_bind_param::<Nullable<Binary>, _>(&r.address_sealed)?;
+        out.push_sql(", attributes_sealed = ");
+        out.push_bind_param::<Nullable<Binary>, _>(&r.attributes_sealed)?;
+        out.push_sql(", key_version = ");
+        out.push_bind_param::<BigInt, i64>(&r.key_version)?;
+        out.push_sql(" WHERE tenant_id = ");
+        out.push_bind_param::<Text, str>(&r.tenant_id)?;
+        out.push_sql(" AND id = ");
+        out.push_bind_param::<Text, str>(&r.id)?;
+        out.push_sql(" AND status = ");
+        out.push_bind_param::<Text, str>(STATUS_ACTIVE)?;
+        out.push_sql(" AND key_version = ");
+        out.push_bind_param::<BigInt, i64>(&self.seen_version)?;
+        out.push_sql(" AND updated_at = ");
+        out.push_bind_param::<Timestamp, DbTimestamp>(&self.seen_updated_at)?;
+        Ok(())
+    }
+}
+
+impl RunQueryDsl<SqliteConnection> for ResealSqlite<'_> {}
 
 /// A re-sealed row and the key version and `updated_at` it had when it was read.
 pub type Resealed = (VisitorRow, (i64, NaiveDateTime));
@@ -349,8 +406,8 @@ pub type Resealed = (VisitorRow, (i64, NaiveDateTime));
 /// [`update_sealed_if_unchanged`] for a step of re-encryption: rows of one tenant, read in id
 /// order. Returns how many were written.
 ///
-/// SQLite runs the prepared single-row statement inside the writer, where a statement costs
-/// no round trip. On PostgreSQL each statement is one, so the rows go in one
+/// SQLite runs one prepared single-row statement per row inside the writer, where a statement
+/// costs no round trip. On PostgreSQL each statement is one, so the rows go in one
 /// `UPDATE … FROM unnest(…)`.
 pub fn update_sealed_if_unchanged_many(
     conn: &mut DbConnection,
@@ -387,7 +444,7 @@ WHERE v.tenant_id = $1 AND v.id >= $2 AND v.id <= $3 AND v.id = n.id AND v.statu
   AND v.key_version = n.seen_version AND v.updated_at = n.seen_updated_at";
 
 fn update_sealed_pg(pg: &mut PgConnection, tenant_id: &str, rows: &[Resealed]) -> Result<i64> {
-    use diesel::sql_types::{Array, BigInt, Binary, Nullable, Text, Timestamp};
+    use diesel::sql_types::Array;
     let ids: Vec<&str> = rows.iter().map(|(r, _)| r.id.as_str()).collect();
     let (Some(lo), Some(hi)) = (ids.iter().min(), ids.iter().max()) else {
         return Ok(0);
