@@ -138,6 +138,38 @@ both!(
     }
 );
 
+// The first unit of a batch runs without a savepoint of its own (the committer rolls the
+// whole transaction back and runs the rest again). What it wrote to the database before
+// failing — here its staged event, written early by a read of the log — must be undone, and
+// the units after it must still commit.
+both!(
+    a_failed_first_unit_that_wrote_leaves_no_trace_and_the_rest_commit,
+    |db| {
+        let db = Arc::new(db);
+        let chain = tenant();
+        let (a, b, c) = (chain.clone(), chain.clone(), chain.clone());
+        let out = in_one_batch(
+            &db,
+            vec![
+                Box::new(move |conn| {
+                    append(conn, &a, event(1), now())?;
+                    assert_eq!(chain_len(conn, &a)?, 1);
+                    Err(Error::conflict(
+                        "test_failure",
+                        "the first unit fails after writing",
+                    ))
+                }),
+                Box::new(move |conn| append(conn, &b, event(2), now())),
+                Box::new(move |conn| append(conn, &c, event(3), now())),
+            ],
+        );
+        assert!(out[0].is_err(), "{out:?}");
+        let (second, third) = (out[1].as_ref().unwrap(), out[2].as_ref().unwrap());
+        assert_eq!((second.seq, third.seq), (1, 2));
+        assert_chain(&db, &chain, 2);
+    }
+);
+
 both!(one_batch_appends_to_many_chains, |db| {
     let db = Arc::new(db);
     let chains: Vec<String> = (0..4).map(|_| tenant()).collect();

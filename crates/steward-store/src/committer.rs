@@ -6,6 +6,13 @@
 //! takes every unit waiting at that moment, runs each in its own savepoint inside one
 //! transaction (a failing unit rolls back only itself), commits once, and only then answers
 //! each request. No request is answered before the commit that holds its writes is durable.
+//!
+//! The first unit of a transaction runs without a savepoint: nothing else is in the
+//! transaction yet, so if it fails, rolling the transaction back undoes exactly that unit, and
+//! the units after it run again in a fresh one. A savepoint is not free on SQLite: every page
+//! a unit changes is first copied into the savepoint's journal, which was 14 % of the writer's
+//! time during import (BENCHMARKS.md, "Session 10"), and imports and pulls usually have a
+//! transaction to themselves.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,8 +34,10 @@ type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
 /// A queued unit of work, type-erased so units of any result type share one queue.
 trait Unit: Send {
-    /// Runs inside the batch transaction, in its own savepoint. Returns whether it succeeded.
-    fn run(&mut self, conn: &mut DbConnection) -> bool;
+    /// Runs inside the batch transaction; in its own savepoint when `isolated`, else directly
+    /// (the caller then rolls the whole transaction back if it fails). Returns whether it
+    /// succeeded.
+    fn run(&mut self, conn: &mut DbConnection, isolated: bool) -> bool;
     /// Called once the batch's fate is known: `committed` false means the batch rolled back.
     fn finish(self: Box<Self>, committed: bool);
 }
@@ -44,12 +53,16 @@ where
     T: Send + 'static,
     F: FnOnce(&mut DbConnection) -> Result<T, Error> + Send + 'static,
 {
-    fn run(&mut self, conn: &mut DbConnection) -> bool {
+    fn run(&mut self, conn: &mut DbConnection, isolated: bool) -> bool {
         let Some(work) = self.work.take() else {
             return false;
         };
         // Nested `transaction` is a savepoint: an error rolls back this unit only.
-        let outcome = conn.transaction::<T, Error, _>(work);
+        let outcome = if isolated {
+            conn.transaction::<T, Error, _>(work)
+        } else {
+            work(conn)
+        };
         let ok = outcome.is_ok();
         self.outcome = Some(outcome);
         ok
@@ -215,16 +228,43 @@ fn connect_writer(manager: &Manager) -> Option<DbConnection> {
     }
 }
 
-/// Runs the batch in one transaction; true when it committed.
+/// Runs the batch; true when every unit's fate is known (committed, or failed on its own),
+/// false when the batch as a whole failed and every unit must be told so.
 fn run_batch(conn: &mut DbConnection, batch: &mut [Box<dyn Unit>]) -> bool {
-    let size = batch.len();
+    let mut start = 0;
+    while start < batch.len() {
+        match run_transaction(conn, &mut batch[start..]) {
+            Attempt::Committed => return true,
+            // Its outcome is recorded; the units after it go again in a fresh transaction.
+            Attempt::FirstUnitFailed => start += 1,
+            Attempt::Failed => return false,
+        }
+    }
+    true
+}
+
+enum Attempt {
+    Committed,
+    /// The first unit failed; the transaction was rolled back before any other unit ran.
+    FirstUnitFailed,
+    Failed,
+}
+
+/// Runs `units` in one transaction, the first without a savepoint and the rest each in its own.
+fn run_transaction(conn: &mut DbConnection, units: &mut [Box<dyn Unit>]) -> Attempt {
+    let size = units.len();
+    let mut first_failed = false;
     let result = catch_unwind(AssertUnwindSafe(|| {
         let staged = batch::begin();
         conn.transaction::<(), Error, _>(|conn| {
-            for unit in batch.iter_mut() {
+            for (i, unit) in units.iter_mut().enumerate() {
                 staged.unit_started();
-                let kept = unit.run(conn);
+                let kept = unit.run(conn, i > 0);
                 staged.unit_finished(kept);
+                if !kept && i == 0 {
+                    first_failed = true;
+                    return Err(Error::internal_msg("the first unit of a batch failed"));
+                }
             }
             // What the units staged for the batch (audit events) is written before the
             // commit; if that fails the batch rolls back and every unit is told so.
@@ -234,17 +274,18 @@ fn run_batch(conn: &mut DbConnection, batch: &mut [Box<dyn Unit>]) -> bool {
     match result {
         Ok(Ok(())) => {
             tracing::trace!(size, "batch committed");
-            true
+            Attempt::Committed
         }
+        Ok(Err(_)) if first_failed => Attempt::FirstUnitFailed,
         Ok(Err(e)) => {
             tracing::error!(error = %e, size, "batch commit failed");
-            false
+            Attempt::Failed
         }
         Err(_) => {
             // A unit panicked mid-transaction. The connection's transaction state is unknown:
             // the writer replaces it. Every unit of the batch fails.
             tracing::error!(size, "a unit of work panicked; batch rolled back");
-            false
+            Attempt::Failed
         }
     }
 }
