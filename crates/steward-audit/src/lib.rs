@@ -6,6 +6,8 @@
 //! * [`append`] / [`append_many`] write events inside the caller's transaction, so an event
 //!   commits with the change it records or not at all; a read of PII is recorded (and
 //!   committed) before the data is returned, and a failed append fails the request.
+//!   [`prepare`] does the part of an append that needs no chain head (checks, ids, encoding)
+//!   where the request runs; [`append_prepared`] finishes it inside the single writer.
 //! * Each event stores `hash = SHA-256(prev_hash ‖ canonical(event))` (see [`canonical`]), so
 //!   editing, deleting or reordering any stored event breaks the chain from that event on.
 //! * [`verify`] recomputes a chain and names the first bad seq; [`checkpoint`] signs a

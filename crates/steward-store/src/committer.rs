@@ -11,7 +11,7 @@
 //! transaction yet, so if it fails, rolling the transaction back undoes exactly that unit, and
 //! the units after it run again in a fresh one. A savepoint is not free on SQLite: every page
 //! a unit changes is first copied into the savepoint's journal, which was 14 % of the writer's
-//! time during import (BENCHMARKS.md, "Session 10"), and imports and pulls usually have a
+//! time during import (BENCHMARKS.md, "Session 10"), and imports and pulls often have a
 //! transaction to themselves.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
