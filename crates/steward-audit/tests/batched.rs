@@ -46,6 +46,11 @@ fn in_one_batch(db: &Arc<TestDb>, units: Vec<Unit>) -> Vec<Outcome> {
     handles.into_iter().map(|h| h.join().unwrap()).collect()
 }
 
+/// What a unit that is meant to fail returns, after it has done its part.
+fn failure(why: &'static str) -> Outcome {
+    Err(Error::conflict("test_failure", why))
+}
+
 fn assert_chain(db: &TestDb, chain: &str, n: i64) {
     let report = db.read(|c| verify(c, chain, None, &mut |_| {}));
     assert!(report.ok, "{report:?}");
@@ -63,10 +68,7 @@ both!(failed_unit_leaves_no_trace_in_the_batch, |db| {
             Box::new(move |conn| append(conn, &a, event(1), now())),
             Box::new(move |conn| {
                 append(conn, &b, event(2), now())?;
-                Err(Error::conflict(
-                    "test_failure",
-                    "this unit fails after appending",
-                ))
+                failure("this unit fails after appending")
             }),
             Box::new(move |conn| append(conn, &c, event(3), now())),
         ],
@@ -96,10 +98,7 @@ both!(
                     // savepoint; it must see the first unit's event and its own.
                     assert_eq!(chain_len(conn, &b)?, 2);
                     assert_eq!(head(conn, &b)?.map(|h| h.0), Some(appended.seq));
-                    Err(Error::conflict(
-                        "test_failure",
-                        "this unit fails after reading",
-                    ))
+                    failure("this unit fails after reading")
                 }),
                 Box::new(move |conn| append(conn, &c, event(3), now())),
             ],
@@ -124,10 +123,7 @@ both!(
             vec![
                 Box::new(move |conn| {
                     append(conn, &a, event(1), now())?;
-                    Err(Error::conflict(
-                        "test_failure",
-                        "the chain's first append fails",
-                    ))
+                    failure("the chain's first append fails")
                 }),
                 Box::new(move |conn| append(conn, &b, event(2), now())),
             ],
@@ -154,10 +150,7 @@ both!(
                 Box::new(move |conn| {
                     append(conn, &a, event(1), now())?;
                     assert_eq!(chain_len(conn, &a)?, 1);
-                    Err(Error::conflict(
-                        "test_failure",
-                        "the first unit fails after writing",
-                    ))
+                    failure("the first unit fails after writing")
                 }),
                 Box::new(move |conn| append(conn, &b, event(2), now())),
                 Box::new(move |conn| append(conn, &c, event(3), now())),
