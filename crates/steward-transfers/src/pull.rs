@@ -9,8 +9,8 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use serde::Serialize;
-use serde_json::Value;
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::value::RawValue;
 use steward_core::{Clock, Error, Id, Principal, PrincipalKind, Result};
 use steward_store::keys::KeyService;
 use steward_store::pagination::{Page, PageRequest};
@@ -31,10 +31,12 @@ pub const MAX_PULL_LIMIT: i64 = 1000;
 pub const ACTION: &str = "transfer.pull";
 
 /// One page of a pull.
-#[derive(Debug, Serialize)]
+#[derive(Debug, serde::Serialize)]
 pub struct PullPage {
-    /// Per visitor: `id`, `updated_at`, and only the authorized fields that hold a value.
-    pub items: Vec<Value>,
+    /// Per visitor, as JSON already: `id`, `updated_at`, and only the authorized fields that
+    /// hold a value. Encoded where the record is opened, so the response copies text instead of
+    /// building and walking a JSON tree per record.
+    pub items: Vec<Box<RawValue>>,
     /// The cursor of the next page; `None` on the last. A page may hold fewer than `limit`
     /// items (visitors without the required consent are skipped) and still have a next page.
     pub next_cursor: Option<String>,
@@ -43,9 +45,9 @@ pub struct PullPage {
 }
 
 /// A single-record pull.
-#[derive(Debug, Serialize)]
+#[derive(Debug, serde::Serialize)]
 pub struct PulledRecord {
-    pub item: Value,
+    pub item: Box<RawValue>,
     pub transfer_id: String,
 }
 
@@ -159,11 +161,42 @@ pub fn withdrawn_among(
         .collect())
 }
 
-/// One visitor, opened and projected.
+/// One visitor, opened, projected and encoded.
 struct Prepared {
     visitor_id: String,
-    value: Value,
+    value: Box<RawValue>,
     sent: Vec<&'static str>,
+}
+
+/// A pulled record as sent: its id and last change, then the authorized fields.
+struct Item<'a> {
+    id: &'a str,
+    updated_at: chrono::DateTime<chrono::Utc>,
+    fields: &'a fields::Projection<'a>,
+}
+
+impl Serialize for Item<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("id", self.id)?;
+        map.serialize_entry("updated_at", &self.updated_at)?;
+        self.fields.serialize_entries(&mut map)?;
+        map.end()
+    }
+}
+
+/// A pulled record as the JSON it is sent as: `id`, `updated_at`, then the projected fields.
+pub fn encode_record(
+    id: &str,
+    updated_at: chrono::DateTime<chrono::Utc>,
+    fields: &fields::Projection<'_>,
+) -> Result<Box<RawValue>> {
+    let item = Item {
+        id,
+        updated_at,
+        fields,
+    };
+    serde_json::value::to_raw_value(&item).map_err(Error::internal)
 }
 
 fn prepare(
@@ -173,16 +206,11 @@ fn prepare(
 ) -> Result<Prepared> {
     let open = fields::to_open(fields);
     let pii = records::open_fields(row, keyring, Some(&open))?;
-    let projection = fields::project(&pii, fields)?;
-    let mut value = projection.value;
-    value.insert("id".into(), Value::String(row.id.clone()));
-    value.insert(
-        "updated_at".into(),
-        serde_json::to_value(utc(row.updated_at.0)).map_err(Error::internal)?,
-    );
+    let projection = fields::project(&pii, fields);
+    let value = encode_record(&row.id, utc(row.updated_at.0), &projection)?;
     Ok(Prepared {
         visitor_id: row.id.clone(),
-        value: Value::Object(value),
+        value,
         sent: projection.sent,
     })
 }
@@ -200,7 +228,7 @@ async fn record_and_disclose(
     auth: &AuthorizationRow,
     request_id: String,
     prepared: Vec<Prepared>,
-) -> Result<(Vec<Value>, String)> {
+) -> Result<(Vec<Box<RawValue>>, String)> {
     let now = micros(clock.now().naive_utc());
     let transfer = TransferRow {
         tenant_id: tenant_id.to_string(),

@@ -256,7 +256,7 @@ impl Env {
             let page = self
                 .pull(sub_id, tenant_id, purpose, after, limit)
                 .expect("pull page");
-            items.extend(page.items);
+            items.extend(values(&page.items));
             transfers.push(page.transfer_id);
             match page.next_cursor {
                 Some(c) => after = Some(c),
@@ -306,6 +306,16 @@ pub fn code(e: &Error) -> (&'static str, &'static str) {
         Error::Forbidden { .. } => ("forbidden", "forbidden"),
         other => panic!("unexpected error: {other:?}"),
     }
+}
+
+/// Pulled records as JSON values (a pull hands them out already encoded).
+pub fn values(items: &[Box<serde_json::value::RawValue>]) -> Vec<Value> {
+    items.iter().map(|i| value(i)).collect()
+}
+
+/// One pulled record as a JSON value.
+pub fn value(item: &serde_json::value::RawValue) -> Value {
+    serde_json::from_str(item.get()).expect("a pulled record is JSON")
 }
 
 /// The keys of a JSON object, sorted.
