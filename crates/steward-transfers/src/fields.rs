@@ -332,6 +332,14 @@ mod tests {
             "a whole address keeps its shape"
         );
         assert_eq!(serde_json::to_value(&pii.address).unwrap(), v["address"]);
+
+        let fields = s(&["attributes", "email"]);
+        let p = project(&pii, &fields);
+        assert_eq!(
+            serde_json::to_value(&p).unwrap(),
+            json!({"email": "ada@example.com", "attributes": {"tier": "gold", "size": 3}})
+        );
+        assert_eq!(p.sent, vec!["attributes", "email"]);
         assert_eq!(
             to_open(&s(&["address.country", "attributes.tier"])),
             vec!["address", "attributes"]
