@@ -16,7 +16,7 @@ use steward_store::keys::KeyService;
 use steward_store::pagination::{Page, PageRequest};
 use steward_store::{tenants, DbConnection, Store};
 use steward_visitors::consents::{validate_purpose, ConsentStatus};
-use steward_visitors::records::{self, VisitorRow};
+use steward_visitors::records::{self, SealedFields, SealedRow};
 use steward_visitors::schema::{consents, visitors};
 use steward_visitors::{disclose_after, Access, Disclosure};
 
@@ -107,15 +107,16 @@ fn authorize(
     authorizations::active_for(conn, tenant_id, sub_id, purpose, now)?.ok_or_else(not_authorized)
 }
 
-/// Active visitors of the tenant after `after` by id, updated at or after `updated_since`.
+/// Active visitors of the tenant after `after` by id, updated at or after `updated_since`:
+/// only their ids, last changes and sealed fields.
 pub fn visitors_page(
     conn: &mut DbConnection,
     tenant_id: &str,
     after: Option<&str>,
     updated_since: Option<NaiveDateTime>,
     limit: i64,
-) -> Result<Vec<VisitorRow>> {
-    let q = records::active_page(tenant_id, after, limit);
+) -> Result<Vec<SealedRow>> {
+    let q = records::active_sealed_page(tenant_id, after, limit);
     let q = match updated_since {
         Some(since) => q.filter(visitors::updated_at.ge(since)),
         None => q,
@@ -199,17 +200,21 @@ pub fn encode_record(
     serde_json::value::to_raw_value(&item).map_err(Error::internal)
 }
 
+/// Opens, projects and encodes one visitor of `tenant_id`.
 fn prepare(
-    row: &VisitorRow,
+    tenant_id: &str,
+    visitor_id: &str,
+    updated_at: NaiveDateTime,
+    sealed: SealedFields<'_>,
     keyring: &steward_keys::TenantKeyring,
     fields: &[String],
 ) -> Result<Prepared> {
     let open = fields::to_open(fields);
-    let pii = records::open_fields(row, keyring, Some(&open))?;
+    let pii = records::open_sealed(tenant_id, visitor_id, sealed, keyring, Some(&open))?;
     let projection = fields::project(&pii, fields);
-    let value = encode_record(&row.id, utc(row.updated_at.0), &projection)?;
+    let value = encode_record(visitor_id, utc(updated_at), &projection)?;
     Ok(Prepared {
-        visitor_id: row.id.clone(),
+        visitor_id: visitor_id.to_string(),
         value,
         sent: projection.sent,
     })
@@ -356,7 +361,7 @@ pub async fn pull_page(
             let prepared = rows
                 .iter()
                 .filter(|r| !withdrawn.contains(&r.id))
-                .map(|r| prepare(r, &keyring, &fields))
+                .map(|r| prepare(&tid, &r.id, r.updated_at.0, r.sealed(), &keyring, &fields))
                 .collect::<Result<Vec<_>>>()?;
             Ok((auth, prepared, next_cursor))
         })
@@ -407,7 +412,14 @@ pub async fn pull_one(
                 }
             }
             let keyring = keys.keyring(conn, &tid)?;
-            let prepared = prepare(&row, &keyring, &auth.fields())?;
+            let prepared = prepare(
+                &tid,
+                &row.id,
+                row.updated_at.0,
+                row.sealed(),
+                &keyring,
+                &auth.fields(),
+            )?;
             Ok((auth, prepared))
         })
         .await?;

@@ -192,34 +192,104 @@ fn open_json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&bytes).map_err(|_| Error::internal_msg("sealed JSON is malformed"))
 }
 
+/// A visitor's sealed fields, borrowed from whichever row shape loaded them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SealedFields<'a> {
+    pub name: Option<&'a [u8]>,
+    pub email: Option<&'a [u8]>,
+    pub phone: Option<&'a [u8]>,
+    pub address: Option<&'a [u8]>,
+    pub attributes: Option<&'a [u8]>,
+}
+
+impl VisitorRow {
+    pub fn sealed(&self) -> SealedFields<'_> {
+        SealedFields {
+            name: self.name_sealed.as_deref(),
+            email: self.email_sealed.as_deref(),
+            phone: self.phone_sealed.as_deref(),
+            address: self.address_sealed.as_deref(),
+            attributes: self.attributes_sealed.as_deref(),
+        }
+    }
+}
+
+/// What a page that only opens and sends fields needs of a visitor: its id, its last change
+/// and the sealed fields. A subprocessor's pull loads pages of these; building whole
+/// [`VisitorRow`]s (18 columns, three timestamps parsed) was 7 % of a pull's server time.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = visitors)]
+pub struct SealedRow {
+    pub id: String,
+    pub updated_at: DbTimestamp,
+    pub name_sealed: Option<Vec<u8>>,
+    pub email_sealed: Option<Vec<u8>>,
+    pub phone_sealed: Option<Vec<u8>>,
+    pub address_sealed: Option<Vec<u8>>,
+    pub attributes_sealed: Option<Vec<u8>>,
+}
+
+/// Rows hold ciphertext only, but keep them out of logs all the same.
+impl std::fmt::Debug for SealedRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedRow")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SealedRow {
+    pub fn sealed(&self) -> SealedFields<'_> {
+        SealedFields {
+            name: self.name_sealed.as_deref(),
+            email: self.email_sealed.as_deref(),
+            phone: self.phone_sealed.as_deref(),
+            address: self.address_sealed.as_deref(),
+            attributes: self.attributes_sealed.as_deref(),
+        }
+    }
+}
+
 /// Opens the requested fields of a row (all when `fields` is `None`). This does not disclose
 /// anything by itself: callers hand the result to `disclose`, which records the access first.
 pub fn open_fields(row: &VisitorRow, k: &TenantKeyring, fields: Option<&[&str]>) -> Result<Pii> {
+    open_sealed(&row.tenant_id, &row.id, row.sealed(), k, fields)
+}
+
+/// [`open_fields`] for sealed fields however they were loaded: `tenant_id` and `visitor_id`
+/// are the record's, which every field's AAD names.
+pub fn open_sealed(
+    tenant_id: &str,
+    visitor_id: &str,
+    sealed: SealedFields<'_>,
+    k: &TenantKeyring,
+    fields: Option<&[&str]>,
+) -> Result<Pii> {
     let want = |f: &str| fields.is_none_or(|fs| fs.contains(&f));
-    let (t, id) = (row.tenant_id.as_str(), row.id.as_str());
+    let (t, id) = (tenant_id, visitor_id);
     let mut pii = Pii::default();
     if want(FIELD_NAME) {
-        if let Some(v) = &row.name_sealed {
+        if let Some(v) = sealed.name {
             pii.name = Some(open_str(k, t, id, FIELD_NAME, v)?);
         }
     }
     if want(FIELD_EMAIL) {
-        if let Some(v) = &row.email_sealed {
+        if let Some(v) = sealed.email {
             pii.email = Some(open_str(k, t, id, FIELD_EMAIL, v)?);
         }
     }
     if want(FIELD_PHONE) {
-        if let Some(v) = &row.phone_sealed {
+        if let Some(v) = sealed.phone {
             pii.phone = Some(open_str(k, t, id, FIELD_PHONE, v)?);
         }
     }
     if want(FIELD_ADDRESS) {
-        if let Some(v) = &row.address_sealed {
+        if let Some(v) = sealed.address {
             pii.address = Some(open_json::<Address>(k, t, id, FIELD_ADDRESS, v)?);
         }
     }
     if want(FIELD_ATTRIBUTES) {
-        if let Some(v) = &row.attributes_sealed {
+        if let Some(v) = sealed.attributes {
             pii.attributes = Some(open_json::<Map<String, Value>>(
                 k,
                 t,
@@ -532,6 +602,32 @@ pub fn active_page<'a>(tenant_id: &'a str, after: Option<&str>, limit: i64) -> A
         .filter(visitors::tenant_id.eq(tenant_id))
         .filter(visitors::status.eq(STATUS_ACTIVE))
         .select(VisitorRow::as_select())
+        .order(visitors::id.asc())
+        .limit(limit)
+        .into_boxed();
+    match after {
+        Some(a) => q.filter(visitors::id.gt(a.to_string())),
+        None => q,
+    }
+}
+
+/// Active visitors of one tenant after a cursor, by id, as [`SealedRow`]s.
+pub type ActiveSealedPage<'a> = visitors::BoxedQuery<
+    'a,
+    Db,
+    <diesel::dsl::AsSelect<SealedRow, Db> as diesel::Expression>::SqlType,
+>;
+
+/// [`active_page`] loading only what opening and sending fields needs.
+pub fn active_sealed_page<'a>(
+    tenant_id: &'a str,
+    after: Option<&str>,
+    limit: i64,
+) -> ActiveSealedPage<'a> {
+    let q = visitors::table
+        .filter(visitors::tenant_id.eq(tenant_id))
+        .filter(visitors::status.eq(STATUS_ACTIVE))
+        .select(SealedRow::as_select())
         .order(visitors::id.asc())
         .limit(limit)
         .into_boxed();
