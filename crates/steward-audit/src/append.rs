@@ -19,7 +19,8 @@ use steward_store::{batch, DbConnection};
 
 use crate::canonical::{encode_prefix, GENESIS_HASH};
 use crate::event::{EventRow, NewEvent};
-use crate::schema::{audit_events, audit_heads};
+use crate::insert::insert_rows;
+use crate::schema::audit_heads;
 use crate::staged::{Head, StagedAppends};
 use crate::PLATFORM_CHAIN;
 
@@ -283,9 +284,4 @@ fn head_sqlite(c: &mut SqliteConnection, chain_id: &str) -> QueryResult<Option<(
         .select((audit_heads::seq, audit_heads::hash))
         .first(c)
         .optional()
-}
-
-pub(crate) fn insert_rows(conn: &mut DbConnection, rows: &[EventRow]) -> Result<()> {
-    steward_store::insert_chunked!(conn, audit_events::table, rows)?;
-    Ok(())
 }

@@ -23,6 +23,7 @@ pub mod canonical;
 pub mod checkpoint;
 mod encoding;
 pub mod event;
+mod insert;
 pub mod query;
 pub mod schema;
 mod staged;

@@ -19,8 +19,9 @@ use steward_core::Error;
 use steward_store::batch::{self, BatchLocal};
 use steward_store::DbConnection;
 
-use crate::append::{insert_rows, write_head};
+use crate::append::write_head;
 use crate::event::EventRow;
+use crate::insert::insert_rows;
 use crate::target_index;
 
 /// A chain's head as this batch knows it.
