@@ -204,14 +204,21 @@ fn upsert_same_fields<'a>(
     };
     let mut skipped = Vec::new();
     match conn {
-        // Inside the single writer a statement costs no round trip: one prepared statement,
-        // run once per row.
+        // Multi-row statements of fixed sizes, each prepared once per connection. A chunk
+        // that changed fewer rows than it holds had a row whose names differ; the merge then
+        // takes the whole chunk, which for the rows already touched changes nothing more.
         DbConnection::Sqlite(c) => {
-            for (i, row) in rows.iter().enumerate() {
-                if TouchRecipientSqlite(new_row(row)).execute(c)? == 0 {
-                    skipped.push(i);
-                }
-            }
+            let touch = TouchRecipients {
+                tenant_id,
+                subprocessor_id,
+                now: now.into(),
+            };
+            let mut done = 0;
+            done += touch.chunks::<500>(c, &rows[done..], done, &mut skipped)?;
+            done += touch.chunks::<100>(c, &rows[done..], done, &mut skipped)?;
+            done += touch.chunks::<20>(c, &rows[done..], done, &mut skipped)?;
+            done += touch.chunks::<5>(c, &rows[done..], done, &mut skipped)?;
+            touch.chunks::<1>(c, &rows[done..], done, &mut skipped)?;
         }
         // A statement is a round trip: multi-row upserts that return the visitors they wrote.
         DbConnection::Postgres(pg) => {
@@ -249,36 +256,89 @@ fn upsert_same_fields<'a>(
     Ok(skipped)
 }
 
-/// The same upsert for one row on SQLite, written out. diesel marks every `DO UPDATE` (and
-/// `UPDATE`) it builds unsafe to cache, so its own form was parsed again for every pulled
-/// record; this one is a fixed statement with a static query id, prepared once per connection.
-struct TouchRecipientSqlite<'a>(NewRecipient<'a>);
+/// The same upsert on SQLite, written out. diesel marks every `DO UPDATE` (and `UPDATE`) it
+/// builds unsafe to cache, so its own form was parsed again for every pulled record; this one
+/// is a fixed statement per chunk size with a static query id, prepared once per connection.
+/// The tenant, the subprocessor and the time are the same for every row: the first row binds
+/// them and the rows after it name them by number, so a row binds only its visitor and names.
+#[derive(Clone, Copy)]
+struct TouchRecipients<'a> {
+    tenant_id: &'a str,
+    subprocessor_id: &'a str,
+    now: DbTimestamp,
+}
 
-impl QueryId for TouchRecipientSqlite<'_> {
-    type QueryId = TouchRecipientSqlite<'static>;
+impl<'a> TouchRecipients<'a> {
+    /// Touches every full chunk of `N` rows at the front of `rows` (the first is `offset`
+    /// into the caller's list); pushes the indexes of chunks with a row left alone onto
+    /// `skipped`. Returns how many rows it covered.
+    fn chunks<const N: usize>(
+        self,
+        c: &mut SqliteConnection,
+        rows: &'a [(&'a str, String)],
+        offset: usize,
+        skipped: &mut Vec<usize>,
+    ) -> QueryResult<usize> {
+        let (full, _) = rows.as_chunks::<N>();
+        for (k, chunk) in full.iter().enumerate() {
+            let changed = TouchRecipientsSqlite {
+                touch: self,
+                rows: chunk,
+            }
+            .execute(c)?;
+            if changed < N {
+                let first = offset + k * N;
+                skipped.extend(first..first + N);
+            }
+        }
+        Ok(full.len() * N)
+    }
+}
+
+struct TouchRecipientsSqlite<'a, const N: usize> {
+    touch: TouchRecipients<'a>,
+    rows: &'a [(&'a str, String); N],
+}
+
+impl<const N: usize> QueryId for TouchRecipientsSqlite<'_, N> {
+    type QueryId = TouchRecipientsSqlite<'static, N>;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl QueryFragment<Sqlite> for TouchRecipientSqlite<'_> {
+impl<const N: usize> QueryFragment<Sqlite> for TouchRecipientsSqlite<'_, N> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        let r = &self.0;
+        let t = &self.touch;
         out.push_sql(
             "INSERT INTO transfer_recipients \
-             (tenant_id, visitor_id, subprocessor_id, fields, first_at, last_at) VALUES (",
+             (tenant_id, visitor_id, subprocessor_id, fields, first_at, last_at) VALUES ",
         );
-        out.push_bind_param::<Text, str>(r.tenant_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, str>(r.visitor_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, str>(r.subprocessor_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, str>(r.fields)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamp, DbTimestamp>(&r.first_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamp, DbTimestamp>(&r.last_at)?;
+        for (r, (visitor_id, fields)) in self.rows.iter().enumerate() {
+            if r == 0 {
+                // Parameters 1 to 6, in column order.
+                out.push_sql("(");
+                out.push_bind_param::<Text, str>(t.tenant_id)?;
+                out.push_sql(", ");
+                out.push_bind_param::<Text, str>(visitor_id)?;
+                out.push_sql(", ");
+                out.push_bind_param::<Text, str>(t.subprocessor_id)?;
+                out.push_sql(", ");
+                out.push_bind_param::<Text, String>(fields)?;
+                out.push_sql(", ");
+                out.push_bind_param::<Timestamp, DbTimestamp>(&t.now)?;
+                out.push_sql(", ");
+                out.push_bind_param::<Timestamp, DbTimestamp>(&t.now)?;
+                out.push_sql(")");
+            } else {
+                // A bare `?` takes the number after the largest so far: binds stay in order.
+                out.push_sql(", (?1, ");
+                out.push_bind_param::<Text, str>(visitor_id)?;
+                out.push_sql(", ?3, ");
+                out.push_bind_param::<Text, String>(fields)?;
+                out.push_sql(", ?5, ?6)");
+            }
+        }
         out.push_sql(
-            ") ON CONFLICT (tenant_id, visitor_id, subprocessor_id) \
+            " ON CONFLICT (tenant_id, visitor_id, subprocessor_id) \
              DO UPDATE SET last_at = excluded.last_at \
              WHERE transfer_recipients.fields = excluded.fields",
         );
@@ -286,7 +346,7 @@ impl QueryFragment<Sqlite> for TouchRecipientSqlite<'_> {
     }
 }
 
-impl RunQueryDsl<SqliteConnection> for TouchRecipientSqlite<'_> {}
+impl<const N: usize> RunQueryDsl<SqliteConnection> for TouchRecipientsSqlite<'_, N> {}
 
 /// Select-then-update/insert, batched: one select per chunk, one update per distinct resulting
 /// field set, multi-row inserts. Each row's names become the union of the stored and the sent.
@@ -539,9 +599,10 @@ mod tests {
             .count()
     }
 
-    /// A pull of visitors already sent the same field names only moves their `last_at`, one
-    /// upsert each, without reading the recipients first; a visitor sent new names gets the
-    /// union of the old and the new, and keeps its `first_at`.
+    /// A pull of visitors already sent the same field names only moves their `last_at`, in
+    /// multi-row upserts (two of 500 for a page of 1,000), without reading the recipients
+    /// first; a visitor sent new names gets the union of the old and the new, and keeps its
+    /// `first_at`, also when it shares an upsert with visitors whose names did not change.
     #[test]
     fn repeat_pulls_upsert_and_new_names_merge() {
         let (mut conn, log) = sqlite_with_statement_log();
@@ -558,7 +619,7 @@ mod tests {
         log.lock().unwrap().clear();
         record(&mut conn, &transfer("trf_2", at(1_800_000_060)), &sent).unwrap();
         assert_eq!(on_recipients(&log, "SELECT"), 0);
-        assert_eq!(on_recipients(&log, "INSERT"), 1000);
+        assert_eq!(on_recipients(&log, "INSERT"), 2);
         let again = recipient_rows(&mut conn, "ten_1", &vid(999)).unwrap();
         assert_eq!(again[0].fields, "email,name");
         assert_eq!(again[0].first_at.0, at(1_800_000_000));
@@ -576,5 +637,32 @@ mod tests {
         assert_eq!(subset[0].last_at.0, at(1_800_000_120));
         let untouched = recipient_rows(&mut conn, "ten_1", &vid(2)).unwrap();
         assert_eq!(untouched[0].last_at.0, at(1_800_000_060));
+
+        // 27 visitors (one upsert of 20, one of 5, two of 1); the 13th, inside the upsert of
+        // 20, is sent a new name.
+        let mixed: Vec<(String, Vec<&'static str>)> = (100..127)
+            .map(|i| {
+                let names = if i == 112 {
+                    vec!["email", "address"]
+                } else {
+                    vec!["email", "name"]
+                };
+                (vid(i), names)
+            })
+            .collect();
+        record(&mut conn, &transfer("trf_4", at(1_800_000_180)), &mixed).unwrap();
+        for i in 100..127 {
+            let row = recipient_rows(&mut conn, "ten_1", &vid(i)).unwrap();
+            let want = if i == 112 {
+                "address,email,name"
+            } else {
+                "email,name"
+            };
+            assert_eq!(row[0].fields, want, "visitor {i}");
+            assert_eq!(row[0].first_at.0, at(1_800_000_000), "visitor {i}");
+            assert_eq!(row[0].last_at.0, at(1_800_000_180), "visitor {i}");
+        }
+        let outside = recipient_rows(&mut conn, "ten_1", &vid(127)).unwrap();
+        assert_eq!(outside[0].last_at.0, at(1_800_000_060));
     }
 }
