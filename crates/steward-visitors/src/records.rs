@@ -598,17 +598,7 @@ pub type ActivePage<'a> = visitors::BoxedQuery<
 >;
 
 pub fn active_page<'a>(tenant_id: &'a str, after: Option<&str>, limit: i64) -> ActivePage<'a> {
-    let q = visitors::table
-        .filter(visitors::tenant_id.eq(tenant_id))
-        .filter(visitors::status.eq(STATUS_ACTIVE))
-        .select(VisitorRow::as_select())
-        .order(visitors::id.asc())
-        .limit(limit)
-        .into_boxed();
-    match after {
-        Some(a) => q.filter(visitors::id.gt(a.to_string())),
-        None => q,
-    }
+    active_walk(tenant_id, after, limit).select(VisitorRow::as_select())
 }
 
 /// Active visitors of one tenant after a cursor, by id, as [`SealedRow`]s.
@@ -624,10 +614,18 @@ pub fn active_sealed_page<'a>(
     after: Option<&str>,
     limit: i64,
 ) -> ActiveSealedPage<'a> {
+    active_walk(tenant_id, after, limit).select(SealedRow::as_select())
+}
+
+/// The conditions and order of every paged walk, before its columns are chosen.
+fn active_walk<'a>(
+    tenant_id: &'a str,
+    after: Option<&str>,
+    limit: i64,
+) -> visitors::BoxedQuery<'a, Db> {
     let q = visitors::table
         .filter(visitors::tenant_id.eq(tenant_id))
         .filter(visitors::status.eq(STATUS_ACTIVE))
-        .select(SealedRow::as_select())
         .order(visitors::id.asc())
         .limit(limit)
         .into_boxed();
