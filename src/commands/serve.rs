@@ -68,7 +68,9 @@ fn spawn_retention_timer(state: &AppState) -> std::io::Result<()> {
                     tracing::info!(queued = n, "retention purges queued");
                     state.jobs.notify();
                 }
-                Err(e) => tracing::error!(error = %e, "could not queue retention purges"),
+                Err(e) => {
+                    tracing::error!(error = %e.log_cause(), "could not queue retention purges")
+                }
             }
             std::thread::sleep(RETENTION_EVERY);
         })?;

@@ -81,10 +81,10 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let Error::Internal(source) = &self.0 {
+        if let Error::Internal(_) = &self.0 {
             // The cause goes to the log (the request id ties it to the response), never to
             // the client. Causes are built from ids and library errors, not request values.
-            tracing::error!(error = %source, "internal error");
+            tracing::error!(error = %self.0.log_cause(), "internal error");
         }
         let mut resp = self.problem().to_response();
         let headers = resp.headers_mut();

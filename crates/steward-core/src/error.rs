@@ -88,6 +88,23 @@ impl Error {
     pub fn internal_msg(msg: &'static str) -> Self {
         Error::Internal(msg.into())
     }
+
+    /// What to log: for an internal error its cause and the causes under it (an `Internal`
+    /// displays only "internal error", which tells an operator nothing), otherwise the
+    /// message. Causes are built from ids and library errors, never from request values.
+    pub fn log_cause(&self) -> String {
+        let Error::Internal(source) = self else {
+            return self.to_string();
+        };
+        let mut text = source.to_string();
+        let mut next = source.source();
+        while let Some(cause) = next {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            next = cause.source();
+        }
+        text
+    }
 }
 
 #[cfg(feature = "diesel")]
@@ -111,5 +128,34 @@ impl From<r2d2::Error> for Error {
     fn from(_: r2d2::Error) -> Self {
         // Pool exhausted or database unreachable: the client may retry.
         Error::Unavailable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("batch failed")]
+    struct Outer(#[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("database is locked")]
+    struct Inner;
+
+    #[test]
+    fn log_cause_names_every_cause_of_an_internal_error() {
+        let e = Error::internal(Outer(Inner));
+        assert_eq!(e.to_string(), "internal error");
+        assert_eq!(e.log_cause(), "batch failed: database is locked");
+    }
+
+    #[test]
+    fn log_cause_of_other_errors_is_their_message() {
+        assert_eq!(Error::NotFound.log_cause(), "not found");
+        assert_eq!(
+            Error::internal_msg("audit head vanished during append").log_cause(),
+            "audit head vanished during append"
+        );
     }
 }

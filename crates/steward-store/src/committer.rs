@@ -278,7 +278,7 @@ fn run_transaction(conn: &mut DbConnection, units: &mut [Box<dyn Unit>]) -> Atte
         }
         Ok(Err(_)) if first_failed => Attempt::FirstUnitFailed,
         Ok(Err(e)) => {
-            tracing::error!(error = %e, size, "batch commit failed");
+            tracing::error!(error = %e.log_cause(), size, "batch commit failed");
             Attempt::Failed
         }
         Err(_) => {

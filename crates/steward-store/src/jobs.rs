@@ -162,7 +162,7 @@ impl JobRunner {
             .spawn(move || loop {
                 match runner.run_pending() {
                     Ok(_) => {}
-                    Err(e) => tracing::error!(error = %e, "job worker step failed"),
+                    Err(e) => tracing::error!(error = %e.log_cause(), "job worker step failed"),
                 }
                 let mut pending = runner
                     .wake
@@ -237,7 +237,7 @@ impl JobRunner {
                     progress(&updated);
                 }
                 Err(e) => {
-                    tracing::error!(job_id = %job.id, kind = %job.kind, error = %e, "job step failed");
+                    tracing::error!(job_id = %job.id, kind = %job.kind, error = %e.log_cause(), "job step failed");
                     self.fail(&job, "step_failed")?;
                 }
             }

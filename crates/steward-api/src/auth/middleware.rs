@@ -33,7 +33,7 @@ pub async fn middleware(
             Ok(p) => AuthState::Authenticated(p),
             Err(Error::Unauthenticated { detail }) => AuthState::Failed(detail),
             Err(e) => {
-                tracing::error!(error = %e, "authentication failed internally");
+                tracing::error!(error = %e.log_cause(), "authentication failed internally");
                 AuthState::Failed(INVALID_TOKEN)
             }
         },
