@@ -256,7 +256,7 @@ fn run_transaction(conn: &mut DbConnection, units: &mut [Box<dyn Unit>]) -> Atte
     let mut first_failed = false;
     let result = catch_unwind(AssertUnwindSafe(|| {
         let staged = batch::begin();
-        conn.transaction::<(), Error, _>(|conn| {
+        conn.write_transaction::<(), Error, _>(|conn| {
             for (i, unit) in units.iter_mut().enumerate() {
                 staged.unit_started();
                 let kept = unit.run(conn, i > 0);

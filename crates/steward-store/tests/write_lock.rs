@@ -1,0 +1,60 @@
+//! The group committer takes SQLite's write lock when its transaction begins. Another
+//! connection holding that lock for a moment then makes a batch wait (`busy_timeout`) instead
+//! of failing it with "database is locked", which is what a read-then-write batch did when its
+//! transaction began deferred and had to upgrade at its first write (BENCHMARKS.md,
+//! "Session 14": one lookup in a few hundred thousand failed that way under load).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use steward_store::{DatabaseUrl, PoolOptions, Store};
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+fn counter(c: &mut steward_store::DbConnection) -> QueryResult<i64> {
+    Ok(diesel::sql_query("SELECT n FROM counter")
+        .get_result::<Count>(c)?
+        .n)
+}
+
+#[test]
+fn a_batch_that_reads_then_writes_waits_out_a_momentary_write_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steward.db");
+    let url = DatabaseUrl::parse(&format!("sqlite://{}", path.display())).unwrap();
+    let store = Store::open(&url, PoolOptions::default()).unwrap();
+    store
+        .write_blocking(|c| {
+            c.execute_batch(
+                "CREATE TABLE counter (n BIGINT NOT NULL); INSERT INTO counter VALUES (1)",
+            )?;
+            Ok(())
+        })
+        .unwrap();
+
+    // Another connection to the same file holds the write lock for a moment.
+    let mut other = SqliteConnection::establish(&path.to_string_lossy()).unwrap();
+    other.batch_execute("BEGIN IMMEDIATE").unwrap();
+    let holder = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        other.batch_execute("ROLLBACK").unwrap();
+    });
+
+    // Reads first, as an audited read's unit does (the chain's head), then writes.
+    let result = store.write_blocking(|c| {
+        let seen = counter(c)?;
+        c.execute_batch("UPDATE counter SET n = n + 1")?;
+        Ok(seen)
+    });
+    holder.join().unwrap();
+
+    assert_eq!(result.unwrap(), 1, "the batch failed instead of waiting");
+    assert_eq!(store.read_blocking(|c| Ok(counter(c)?)).unwrap(), 2);
+}
