@@ -23,7 +23,8 @@ pub enum CliError {
     Open(#[from] steward_store::store::OpenError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    #[error("{0}")]
+    /// With its cause: an operator at a terminal needs more than "internal error".
+    #[error("{}", .0.log_cause())]
     Domain(#[from] steward_core::Error),
     /// The command ran and found a problem (a broken chain); already reported.
     #[error("{0}")]

@@ -44,7 +44,7 @@ pub enum StartupError {
          {unknown:?}, which is not loaded. Refusing to start (no data was changed)."
     )]
     WrongMasterKey { unknown: Vec<String> },
-    #[error("start-up check failed: {0}")]
+    #[error("start-up check failed: {}", .0.log_cause())]
     Check(#[from] steward_core::Error),
     #[error("could not start a worker thread: {0}")]
     Thread(std::io::Error),

@@ -99,8 +99,12 @@ impl Error {
         let mut text = source.to_string();
         let mut next = source.source();
         while let Some(cause) = next {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
+            // Many errors already print their source ("key file I/O: {0}"); say it once.
+            let said = cause.to_string();
+            if !text.contains(&said) {
+                text.push_str(": ");
+                text.push_str(&said);
+            }
             next = cause.source();
         }
         text
@@ -148,6 +152,16 @@ mod tests {
         let e = Error::internal(Outer(Inner));
         assert_eq!(e.to_string(), "internal error");
         assert_eq!(e.log_cause(), "batch failed: database is locked");
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("key file I/O: {0}")]
+    struct Echoing(#[source] Inner);
+
+    #[test]
+    fn log_cause_says_a_cause_once_when_the_message_already_holds_it() {
+        let e = Error::internal(Echoing(Inner));
+        assert_eq!(e.log_cause(), "key file I/O: database is locked");
     }
 
     #[test]

@@ -251,6 +251,9 @@ enum Attempt {
 }
 
 /// Runs `units` in one transaction, the first without a savepoint and the rest each in its own.
+/// On SQLite the transaction takes the write lock as it begins (`BEGIN IMMEDIATE`; see
+/// `DbConnection::write_transaction`), so a batch whose first statement reads never fails at
+/// the upgrade to a write.
 fn run_transaction(conn: &mut DbConnection, units: &mut [Box<dyn Unit>]) -> Attempt {
     let size = units.len();
     let mut first_failed = false;

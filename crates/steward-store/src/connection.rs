@@ -63,10 +63,12 @@ impl DbConnection {
                 Manager::commit_transaction(self)?;
                 Ok(value)
             }
-            Err(e) => {
-                Manager::rollback_transaction(self)?;
-                Err(e)
-            }
+            // As diesel's own `transaction`: a manager already broken (a savepoint that failed
+            // to release) keeps the closure's error, which is the one worth logging.
+            Err(e) => match Manager::rollback_transaction(self) {
+                Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(e),
+                Err(rollback) => Err(rollback.into()),
+            },
         }
     }
 

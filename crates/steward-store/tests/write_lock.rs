@@ -48,13 +48,20 @@ fn a_batch_that_reads_then_writes_waits_out_a_momentary_write_lock() {
     });
 
     // Reads first, as an audited read's unit does (the chain's head), then writes.
+    let started = std::time::Instant::now();
     let result = store.write_blocking(|c| {
         let seen = counter(c)?;
         c.execute_batch("UPDATE counter SET n = n + 1")?;
         Ok(seen)
     });
+    let waited = started.elapsed();
     holder.join().unwrap();
 
     assert_eq!(result.unwrap(), 1, "the batch failed instead of waiting");
+    // It committed after the lock was released, not before the lock was taken.
+    assert!(
+        waited >= Duration::from_millis(200),
+        "waited only {waited:?}"
+    );
     assert_eq!(store.read_blocking(|c| Ok(counter(c)?)).unwrap(), 2);
 }
