@@ -118,6 +118,12 @@ struct Cli {
     #[arg(long, default_value_t = 10_000)]
     seed_visitors: usize,
 
+    /// Give every generated visitor its own phone number. By default all share one, so the
+    /// phone blind index grows in order; with distinct numbers each visitor also costs a
+    /// random leaf of that index, as real data would.
+    #[arg(long)]
+    distinct_phones: bool,
+
     /// Seeding batch calls in flight at once.
     #[arg(long, default_value_t = 4)]
     seed_parallel: usize,
@@ -269,6 +275,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     eprintln!("setting up a tenant, its admin and an API key through the API …");
     let mut steward =
         Target::steward_setup(client.clone(), &base, &admin_email, &admin_password).await?;
+    steward.distinct_phones = cli.distinct_phones;
     let mut workloads = cli.workload.workloads();
     if !steward.can_pull() {
         if cli.workload == WorkloadArg::Pull {
@@ -311,6 +318,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .context("baseline start panicked")??;
         eprintln!("baseline at {} ({})", server.base, server.db().describe());
         let mut t = Target::baseline(client.clone(), &server.base, baseline::TENANT);
+        t.distinct_phones = cli.distinct_phones;
         eprintln!("seeding {} visitors into the baseline …", cli.seed_visitors);
         let started = std::time::Instant::now();
         t.seed(cli.seed_visitors, cli.seed_parallel).await?;

@@ -162,6 +162,8 @@ pub struct Target {
     pull_bearer: RwLock<Option<String>>,
     /// Makes every generated e-mail of this run unique.
     run: String,
+    /// Each generated visitor gets its own phone number instead of the one shared number.
+    pub distinct_phones: bool,
     next_visitor: AtomicU64,
     next_patch: AtomicU64,
 }
@@ -209,6 +211,7 @@ impl Target {
             pull_client: None,
             pull_bearer: RwLock::new(None),
             run: ulid::Ulid::new().to_string().to_lowercase()[16..].to_string(),
+            distinct_phones: false,
             next_visitor: AtomicU64::new(0),
             next_patch: AtomicU64::new(0),
         }
@@ -333,12 +336,23 @@ impl Target {
         format!("v{n}.{}@bench.example", self.run)
     }
 
+    /// The `n`-th visitor's phone number. By default every visitor shares one, so the phone
+    /// blind index grows in insertion order; real numbers are distinct, and then its entries
+    /// land on random leaves like the e-mail index's (`--distinct-phones`).
+    fn phone(&self, n: u64) -> String {
+        if self.distinct_phones {
+            format!("+44 7{:09}", n % 1_000_000_000)
+        } else {
+            "+44 20 7946 0958".to_string()
+        }
+    }
+
     /// The document of the `n`-th new visitor of this run (the same shape for both servers).
     fn visitor_doc(&self, n: u64) -> Value {
         json!({
             "name": format!("Visitor {n}"),
             "email": self.email(n),
-            "phone": "+44 20 7946 0958",
+            "phone": self.phone(n),
             "address": {
                 "line1": format!("{} St James Sq", n % 500 + 1),
                 "city": "London",
@@ -687,5 +701,30 @@ pub async fn wait_healthy(
             bail!("{base}/healthz did not answer 200 within {timeout:?}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn phone_of(t: &Target, n: u64) -> String {
+        t.visitor_doc(n)["phone"].as_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn visitors_share_one_phone_unless_distinct_phones_are_asked_for() {
+        let mut t = Target::baseline(http_client().unwrap(), "http://127.0.0.1:1", "ten_x");
+        assert_eq!(phone_of(&t, 1), phone_of(&t, 2));
+        t.distinct_phones = true;
+        let (a, b) = (phone_of(&t, 1), phone_of(&t, 123_456_789));
+        assert_ne!(a, b);
+        // International numbers Steward accepts: "+", then 8 to 15 digits.
+        for p in [a, b] {
+            let digits = p.chars().filter(char::is_ascii_digit).count();
+            assert!(p.starts_with('+') && (8..=15).contains(&digits), "{p}");
+        }
     }
 }
