@@ -3,23 +3,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant};
+mod common;
 
-use steward_store::{DatabaseUrl, PoolOptions, Store};
+use std::time::{Duration, Instant};
 
 #[test]
 fn committed_pages_reach_the_database_file_in_the_background() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("steward.db");
-    let url = DatabaseUrl::parse(&format!("sqlite://{}", path.display())).unwrap();
-    let store = Store::open(&url, PoolOptions::default()).unwrap();
+    // Keep the whole FileStore: its temporary directory goes when it is dropped.
+    let files = common::sqlite_file_store();
+    let (store, path) = (&files.store, &files.path);
     store
         .write_blocking(|c| {
             c.execute_batch("CREATE TABLE filler (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")?;
             Ok(())
         })
         .unwrap();
-    let before = std::fs::metadata(&path).unwrap().len();
+    let before = std::fs::metadata(path).unwrap().len();
     // About 4 MB, in several batches.
     for _ in 0..8 {
         store
@@ -36,7 +35,7 @@ fn committed_pages_reach_the_database_file_in_the_background() {
     // anyone closing the store or writing again.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let size = std::fs::metadata(&path).unwrap().len();
+        let size = std::fs::metadata(path).unwrap().len();
         if size > before + 3_000_000 {
             break;
         }
@@ -47,18 +46,8 @@ fn committed_pages_reach_the_database_file_in_the_background() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // And everything committed is there.
-    let rows: i64 = store
-        .read_blocking(|c| {
-            use diesel::prelude::*;
-            #[derive(QueryableByName)]
-            struct Count {
-                #[diesel(sql_type = diesel::sql_types::BigInt)]
-                n: i64,
-            }
-            let counted: Count =
-                diesel::sql_query("SELECT COUNT(*) AS n FROM filler").get_result(c)?;
-            Ok(counted.n)
-        })
+    let rows = store
+        .read_blocking(|c| Ok(common::number(c, "SELECT COUNT(*) AS n FROM filler")?))
         .unwrap();
     assert_eq!(rows, 4_000);
 }

@@ -6,30 +6,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use steward_store::{DatabaseUrl, PoolOptions, Store};
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
 
 fn counter(c: &mut steward_store::DbConnection) -> QueryResult<i64> {
-    Ok(diesel::sql_query("SELECT n FROM counter")
-        .get_result::<Count>(c)?
-        .n)
+    common::number(c, "SELECT n FROM counter")
 }
 
 #[test]
 fn a_batch_that_reads_then_writes_waits_out_a_momentary_write_lock() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("steward.db");
-    let url = DatabaseUrl::parse(&format!("sqlite://{}", path.display())).unwrap();
-    let store = Store::open(&url, PoolOptions::default()).unwrap();
+    // Keep the whole FileStore: its temporary directory goes when it is dropped.
+    let files = common::sqlite_file_store();
+    let (store, path) = (&files.store, &files.path);
     store
         .write_blocking(|c| {
             c.execute_batch(
