@@ -1731,3 +1731,206 @@ e2e!(
         assert_eq!(v.json()["key_version"], 2);
     }
 );
+
+// ---------------------------------------------------------------------------------------------
+// The blind index's own table: on SQLite the server appends new entries to a pending table and
+// merges them into the B-tree table in bulk; on PostgreSQL it writes the B-tree table directly.
+// Lookups, rectification, erasure and offboarding must not care which.
+// ---------------------------------------------------------------------------------------------
+
+/// A visitor's blind-index entries: (in the B-tree table, pending).
+fn index_entries(app: &TestApp, tid: &str, vid: &str) -> (i64, i64) {
+    let of = |table: &str| {
+        count(
+            app,
+            format!(
+                "SELECT COUNT(*) AS n FROM {table} WHERE tenant_id = '{}' AND visitor_id = '{}'",
+                sql_token(tid),
+                sql_token(vid)
+            ),
+        )
+    };
+    (of("blind_index_entries"), of("blind_index_pending"))
+}
+
+/// Merges everything the server holds pending and waits for it.
+fn merge_now(app: &TestApp) -> usize {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(app.state.visitors.blind_index().merge_now(&app.state.store))
+        .unwrap()
+}
+
+fn found_ids(r: &Response) -> Vec<String> {
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(id_of)
+        .collect()
+}
+
+e2e!(
+    blind_index_entries_follow_create_rectify_merge_and_erase,
+    |app| {
+        let t = app.new_tenant("Index shop");
+        let (_, token) = member(&app, &t);
+        let tag = unique();
+        let (first, second) = (
+            format!("first-{tag}@example.com"),
+            format!("second-{tag}@example.com"),
+        );
+        let phone = format!("+33{}", random_digits(9));
+        let vid = id_of(&create(
+            &app,
+            &t.id,
+            &token,
+            &json!({ "name": "Ines", "email": first, "phone": phone }),
+        ));
+        let deferred = app.backend == Backend::Sqlite;
+        assert_eq!(app.state.visitors.blind_index().is_deferred(), deferred);
+
+        // Found at once, from the pending entries (SQLite) or the table (PostgreSQL).
+        assert_eq!(
+            found_ids(&lookup_email(&app, &t.id, &token, &first)),
+            [vid.clone()]
+        );
+        let expected = if deferred { (0, 2) } else { (2, 0) };
+        assert_eq!(index_entries(&app, &t.id, &vid), expected);
+
+        // Rectified before any merge: the old address finds nothing, the new one finds it, and the
+        // old entry is gone from disk (the phone's stays).
+        let r = patch(&app, &t.id, &token, &vid, &json!({ "email": second }));
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(
+            found_ids(&lookup_email(&app, &t.id, &token, &first)),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            found_ids(&lookup_email(&app, &t.id, &token, &second)),
+            [vid.clone()]
+        );
+        assert_eq!(index_entries(&app, &t.id, &vid), expected);
+
+        // A merge moves the pending entries into the table; lookups answer the same.
+        let merged = merge_now(&app);
+        assert_eq!(index_entries(&app, &t.id, &vid), (2, 0));
+        if deferred {
+            assert!(merged >= 2, "merged {merged}");
+            assert_eq!(app.state.visitors.blind_index().pending_entries(), 0);
+        }
+        assert_eq!(
+            found_ids(&lookup_email(&app, &t.id, &token, &second)),
+            [vid.clone()]
+        );
+        assert_eq!(
+            found_ids(&lookup_email(&app, &t.id, &token, &first)),
+            Vec::<String>::new()
+        );
+
+        // Rectified after the merge: the merged entry is deleted, the new one pending.
+        let r = patch(&app, &t.id, &token, &vid, &json!({ "email": first }));
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(
+            found_ids(&lookup_email(&app, &t.id, &token, &second)),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            found_ids(&lookup_email(&app, &t.id, &token, &first)),
+            [vid.clone()]
+        );
+        let (stored, pending) = index_entries(&app, &t.id, &vid);
+        assert_eq!(stored + pending, 2);
+
+        // Erased with one entry merged and one pending: nothing of its index is left on disk,
+        // and no lookup finds it.
+        let r = erase(&app, &t.id, &token, &vid);
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(index_entries(&app, &t.id, &vid), (0, 0));
+        assert_eq!(
+            found_ids(&lookup_email(&app, &t.id, &token, &first)),
+            Vec::<String>::new()
+        );
+
+        // A visitor erased while its entries are still pending leaves none either, and a merge
+        // after it brings nothing back.
+        let other = id_of(&create(&app, &t.id, &token, &json!({ "email": second })));
+        let r = erase(&app, &t.id, &token, &other);
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(index_entries(&app, &t.id, &other), (0, 0));
+        merge_now(&app);
+        assert_eq!(index_entries(&app, &t.id, &other), (0, 0));
+        assert_eq!(
+            found_ids(&lookup_email(&app, &t.id, &token, &second)),
+            Vec::<String>::new()
+        );
+    }
+);
+
+e2e!(
+    blind_index_lookups_find_imported_visitors_across_a_merge,
+    |app| {
+        let t = app.new_tenant("Import index shop");
+        let (_, token) = member(&app, &t);
+        let tag = unique();
+        let items: Vec<Value> = (0..300)
+            .map(|i| json!({ "email": format!("bulk-{i}-{tag}@example.com") }))
+            .collect();
+        let r = import(&app, &t.id, &token, items);
+        assert_eq!(r.status, 201, "{}", r.text);
+        let ids: Vec<String> = r.json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(id_of)
+            .collect();
+        assert_eq!(ids.len(), 300);
+        let check = |when: &str| {
+            for i in [0usize, 7, 150, 299] {
+                let found = found_ids(&lookup_email(
+                    &app,
+                    &t.id,
+                    &token,
+                    &format!("bulk-{i}-{tag}@example.com"),
+                ));
+                assert_eq!(found, [ids[i].clone()], "visitor {i} {when}");
+            }
+        };
+        check("before the merge");
+        merge_now(&app);
+        check("after the merge");
+        let stored = count(
+            &app,
+            format!(
+                "SELECT COUNT(*) AS n FROM blind_index_entries WHERE tenant_id = '{}'",
+                sql_token(&t.id)
+            ),
+        );
+        assert_eq!(stored, 300);
+    }
+);
+
+/// A server that stops with entries pending finds them again when it starts.
+#[test]
+fn pending_blind_index_entries_survive_a_restart() {
+    let app = TestApp::spawn(Backend::Sqlite).expect("sqlite test app");
+    let t = app.new_tenant("Restart index shop");
+    let (_, token) = member(&app, &t);
+    let email = format!("restart-{}@example.com", unique());
+    let vid = id_of(&create(&app, &t.id, &token, &json!({ "email": email })));
+    assert_eq!(index_entries(&app, &t.id, &vid), (0, 1));
+
+    let clock = std::sync::Arc::new(app.clock.clone());
+    let restarted = steward_api::state::AppState::build(&app.config, clock).unwrap();
+    let index = restarted.visitors.blind_index();
+    assert!(index.pending_entries() >= 1);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(index.merge_now(&restarted.store)).unwrap();
+    assert_eq!(index_entries(&app, &t.id, &vid), (1, 0));
+}
