@@ -674,7 +674,11 @@ fn blind_indexes_survive_000012(conn: &mut DbConnection) {
     };
     assert_eq!(
         rows,
-        [e("email", "vis_1"), e("phone", "vis_1"), e("email", "vis_2")]
+        [
+            e("email", "vis_1"),
+            e("phone", "vis_1"),
+            e("email", "vis_2")
+        ]
     );
     assert_eq!(count_rows(conn, "blind_index_pending"), 0);
 }

@@ -15,8 +15,14 @@ fn blind_index_entries(app: &common::TestApp, tid: &str) -> i64 {
     app.state
         .store
         .read_blocking(move |c| {
-            let merged: i64 = e::table.filter(e::tenant_id.eq(&tid)).count().get_result(c)?;
-            let pending: i64 = p::table.filter(p::tenant_id.eq(&tid)).count().get_result(c)?;
+            let merged: i64 = e::table
+                .filter(e::tenant_id.eq(&tid))
+                .count()
+                .get_result(c)?;
+            let pending: i64 = p::table
+                .filter(p::tenant_id.eq(&tid))
+                .count()
+                .get_result(c)?;
             Ok(merged + pending)
         })
         .unwrap()

@@ -1934,3 +1934,60 @@ fn pending_blind_index_entries_survive_a_restart() {
     rt.block_on(index.merge_now(&restarted.store)).unwrap();
     assert_eq!(index_entries(&app, &t.id, &vid), (1, 0));
 }
+
+/// Lookups never miss an acknowledged visitor while merge rounds move its entry from the
+/// pending table into the B-tree table.
+#[test]
+fn lookups_never_miss_while_blind_index_entries_merge() {
+    let app = TestApp::spawn(Backend::Sqlite).expect("sqlite test app");
+    let t = app.new_tenant("Merging shop");
+    let (_, token) = member(&app, &t);
+    let tag = unique();
+    let email = |i: usize| format!("merge-{i}-{tag}@example.com");
+    let acknowledged = std::sync::Mutex::new(Vec::<(usize, String)>::new());
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for round in 0..10 {
+                let items: Vec<Value> = (round * 100..(round + 1) * 100)
+                    .map(|i| json!({ "email": email(i) }))
+                    .collect();
+                let r = import(&app, &t.id, &token, items);
+                assert_eq!(r.status, 201, "{}", r.text);
+                let ids: Vec<String> = r.json()["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(id_of)
+                    .collect();
+                acknowledged.lock().unwrap().extend(
+                    ids.into_iter()
+                        .enumerate()
+                        .map(|(k, id)| (round * 100 + k, id)),
+                );
+                merge_now(&app);
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let mut checked = 0;
+        let mut k = 0usize;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            let pick = {
+                let seen = acknowledged.lock().unwrap();
+                // The newest batch: its entries are the ones a merge round is moving.
+                (!seen.is_empty()).then(|| seen[seen.len() - 1 - (k * 37) % 100].clone())
+            };
+            k += 1;
+            let Some((i, id)) = pick else {
+                continue;
+            };
+            assert_eq!(
+                found_ids(&lookup_email(&app, &t.id, &token, &email(i))),
+                [id]
+            );
+            checked += 1;
+        }
+        assert!(checked > 0, "no lookup ran during the merges");
+    });
+    assert_eq!(app.state.visitors.blind_index().pending_entries(), 0);
+}

@@ -15,9 +15,9 @@
 //!   it, and none holds the writer for long. A last unit deletes the merged entries from the
 //!   pending table by seq, and then the map forgets them.
 //!
-//! The map holds a keyed 64-bit hash of (tenant, field, blind value) and the visitor id, not
-//! the blind value. A lookup loads the candidate rows and keeps those whose own blind value
-//! still matches, so a map entry of a rolled-back unit, of an erased visitor or of an old
+//! The map holds a keyed 64-bit hash of (tenant, field, blind value) and the entry's seq,
+//! not the blind value nor the visitor. A lookup reads the pending rows of the seqs it finds,
+//! then loads the candidate visitors and keeps those whose own blind value still matches, so a map entry of a rolled-back unit, of an erased visitor or of an old
 //! e-mail finds nothing. Erasure and rectification delete the visitor's entries from both
 //! tables in their own unit, so nothing of an erased visitor's index outlives the erasure
 //! on disk.
@@ -27,6 +27,7 @@
 //! one process's), and in CLI commands. A direct index on SQLite also reads the pending table,
 //! which a server that stopped may have left.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -42,9 +43,11 @@ use crate::model::{FIELD_EMAIL, FIELD_PHONE};
 use crate::records::VisitorRow;
 use crate::schema::{blind_index_entries, blind_index_pending};
 
+/// Seqs per `IN` list.
+const SEQ_CHUNK: usize = 400;
 /// Pending entries that start a merge round. A round's cost is about one write per leaf it
 /// touches, so the more entries a round merges the fewer writes each costs; the map holds
-/// about 100 bytes per entry.
+/// about 40 bytes per entry.
 pub const MERGE_AT: usize = 65_536;
 /// A round also starts once the oldest pending entry is this old, so the pending table and
 /// the map stay small on a tenant that grows slowly.
@@ -67,20 +70,20 @@ impl std::fmt::Debug for BlindIndex {
 }
 
 /// One blind value of one visitor.
-struct Entry<'a> {
+struct BlindValue<'a> {
     field: &'static str,
     blind: &'a [u8],
     visitor_id: &'a str,
 }
 
-fn entries_of<'a>(row: &'a VisitorRow) -> impl Iterator<Item = Entry<'a>> + 'a {
+fn entries_of<'a>(row: &'a VisitorRow) -> impl Iterator<Item = BlindValue<'a>> + 'a {
     [
         (FIELD_EMAIL, row.email_index.as_deref()),
         (FIELD_PHONE, row.phone_index.as_deref()),
     ]
     .into_iter()
     .filter_map(move |(field, blind)| {
-        blind.map(|blind| Entry {
+        blind.map(|blind| BlindValue {
             field,
             blind,
             visitor_id: &row.id,
@@ -123,22 +126,24 @@ impl BlindIndex {
         if store.backend() != Backend::Sqlite {
             return Ok(Self::direct());
         }
-        let left: Vec<(i64, String, String, Vec<u8>, String)> = store.read_blocking(|c| {
+        let left: Vec<(i64, String, String, Vec<u8>)> = store.read_blocking(|c| {
             Ok(blind_index_pending::table
                 .select((
                     blind_index_pending::seq,
                     blind_index_pending::tenant_id,
                     blind_index_pending::field,
                     blind_index_pending::blind,
-                    blind_index_pending::visitor_id,
                 ))
                 .load(c)?)
         })?;
         let pending = Pending::default();
         let mut last = 0;
-        for (seq, tenant_id, field, blind, visitor_id) in &left {
-            pending.remember(seq_key(&pending, tenant_id, field, blind), *seq, visitor_id);
-            last = last.max(*seq);
+        {
+            let mut map = pending.lock();
+            for (seq, tenant_id, field, blind) in &left {
+                map.insert(seq_key(&pending, tenant_id, field, blind), *seq);
+                last = last.max(*seq);
+            }
         }
         pending.next_seq.store(last + 1, Ordering::SeqCst);
         if !left.is_empty() {
@@ -204,7 +209,7 @@ impl BlindIndex {
         let mut map = pending.lock();
         for e in &entries {
             let key = seq_key(pending, &e.tenant_id, e.field, &e.blind);
-            map.insert(key, e.seq, &e.visitor_id);
+            map.insert(key, e.seq);
         }
         Ok(())
     }
@@ -256,11 +261,27 @@ impl BlindIndex {
         limit: i64,
     ) -> Result<Vec<String>> {
         let mut ids = Vec::new();
-        // The map before the table: a merge that commits between the two reads is then seen
-        // in one of them (the map forgets entries only after the merge has committed).
+        // The map, then the pending rows it names, then the table: a merge deletes pending
+        // rows only after its entries are in the table, and the map forgets them only after
+        // that, so an entry is always in one of the three reads.
         if let Some(pending) = &self.pending {
-            let key = seq_key(pending, tenant_id, field, blind);
-            ids.extend(pending.lock().find(key));
+            let seqs = pending
+                .lock()
+                .find(seq_key(pending, tenant_id, field, blind));
+            for chunk in seqs.chunks(SEQ_CHUNK) {
+                // The blind value is checked again: the map keeps only a hash of it.
+                let found: Vec<String> = blind_index_pending::table
+                    .filter(blind_index_pending::seq.eq_any(chunk))
+                    .filter(blind_index_pending::tenant_id.eq(tenant_id))
+                    .filter(blind_index_pending::field.eq(field))
+                    .filter(blind_index_pending::blind.eq(blind))
+                    .select(blind_index_pending::visitor_id)
+                    .load(conn)?;
+                ids.extend(found);
+                if ids.len() as i64 >= limit {
+                    break;
+                }
+            }
         }
         let stored: Vec<String> = blind_index_entries::table
             .filter(blind_index_entries::tenant_id.eq(tenant_id))
@@ -290,11 +311,15 @@ impl BlindIndex {
         let Some(pending) = &self.pending else {
             return;
         };
+        // Outside a runtime (a caller blocking on a future) the next write starts the round.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         if !pending.lock().due() || pending.merging.swap(true, Ordering::SeqCst) {
             return;
         }
         let (pending, store) = (Arc::clone(pending), store.clone());
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             if let Err(e) = merge_round(&pending, &store).await {
                 tracing::error!(error = %e.log_cause(), "blind index merge failed; its entries stay pending");
             }
@@ -374,26 +399,18 @@ fn remove_entry(
     Ok(())
 }
 
-/// One merge round: every entry with a seq up to the highest handed out now.
+/// One merge round: every entry with a seq up to the highest handed out now. The order of
+/// the steps is what keeps lookups whole (see [`BlindIndex::candidates`]): entries reach the
+/// table before their pending rows go, and the map forgets them last.
 async fn merge_round(pending: &Arc<Pending>, store: &Store) -> Result<()> {
-    // Every seq up to `upto` belongs to a unit queued before this round's first unit, so by
-    // the time a slice runs its entry is in the table or was rolled back.
-    let upto = pending.next_seq.load(Ordering::SeqCst) - 1;
+    let upto = round_start(pending);
     let started = Instant::now();
     for slice in 0..SLICES {
         store
             .write(move |conn| merge_slice(conn, upto, slice))
             .await?;
     }
-    let merged =
-        store
-            .write(move |conn| {
-                Ok(diesel::delete(
-                    blind_index_pending::table.filter(blind_index_pending::seq.le(upto)),
-                )
-                .execute(conn)?)
-            })
-            .await?;
+    let merged = store.write(move |conn| delete_merged(conn, upto)).await?;
     pending.lock().forget_through(upto);
     tracing::debug!(
         merged,
@@ -401,6 +418,21 @@ async fn merge_round(pending: &Arc<Pending>, store: &Store) -> Result<()> {
         "blind index entries merged"
     );
     Ok(())
+}
+
+/// The last seq a round starting now covers. Every seq up to it was handed out to a unit
+/// queued before the round's first unit, so by the time a slice runs that entry is in the
+/// table or was rolled back.
+fn round_start(pending: &Pending) -> i64 {
+    pending.next_seq.load(Ordering::SeqCst) - 1
+}
+
+/// Deletes the pending rows a round merged.
+fn delete_merged(conn: &mut DbConnection, upto: i64) -> Result<usize> {
+    Ok(
+        diesel::delete(blind_index_pending::table.filter(blind_index_pending::seq.le(upto)))
+            .execute(conn)?,
+    )
 }
 
 /// The pending entries up to `upto` whose blind value's first byte falls in `slice`, sorted
@@ -459,35 +491,48 @@ impl Pending {
         // lock is still usable.
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
-
-    fn remember(&self, key: u64, seq: i64, visitor_id: &str) {
-        self.lock().insert(key, seq, visitor_id);
-    }
 }
 
+/// The seqs of one key's pending entries. Nearly every key has one (an e-mail address is
+/// one visitor's), so it is kept inline.
+enum Seqs {
+    One(i64),
+    Many(Vec<i64>),
+}
+
+/// Pending entries by a keyed hash of (tenant, field, blind value): seqs only, so the map
+/// holds neither a blind value nor a visitor id, and about 40 bytes per entry.
 #[derive(Default)]
 struct PendingMap {
-    by_key: HashMap<u64, Vec<(i64, Box<str>)>>,
+    by_key: HashMap<u64, Seqs>,
     len: usize,
     oldest: Option<Instant>,
 }
 
 impl PendingMap {
-    fn insert(&mut self, key: u64, seq: i64, visitor_id: &str) {
-        self.by_key
-            .entry(key)
-            .or_default()
-            .push((seq, visitor_id.into()));
+    fn insert(&mut self, key: u64, seq: i64) {
+        match self.by_key.entry(key) {
+            Entry::Vacant(slot) => {
+                slot.insert(Seqs::One(seq));
+            }
+            Entry::Occupied(mut slot) => {
+                let seqs = slot.get_mut();
+                match seqs {
+                    Seqs::One(first) => *seqs = Seqs::Many(vec![*first, seq]),
+                    Seqs::Many(all) => all.push(seq),
+                }
+            }
+        }
         self.len += 1;
         self.oldest.get_or_insert_with(Instant::now);
     }
 
-    fn find(&self, key: u64) -> impl Iterator<Item = String> + '_ {
-        self.by_key
-            .get(&key)
-            .into_iter()
-            .flatten()
-            .map(|(_, id)| id.to_string())
+    fn find(&self, key: u64) -> Vec<i64> {
+        match self.by_key.get(&key) {
+            None => Vec::new(),
+            Some(Seqs::One(seq)) => vec![*seq],
+            Some(Seqs::Many(all)) => all.clone(),
+        }
     }
 
     fn due(&self) -> bool {
@@ -495,12 +540,156 @@ impl PendingMap {
     }
 
     fn forget_through(&mut self, upto: i64) {
-        self.by_key.retain(|_, ids| {
-            ids.retain(|(seq, _)| *seq > upto);
-            !ids.is_empty()
+        self.by_key.retain(|_, seqs| match seqs {
+            Seqs::One(seq) => *seq > upto,
+            Seqs::Many(all) => {
+                all.retain(|seq| *seq > upto);
+                !all.is_empty()
+            }
         });
-        self.len = self.by_key.values().map(Vec::len).sum();
+        self.len = self
+            .by_key
+            .values()
+            .map(|seqs| match seqs {
+                Seqs::One(_) => 1,
+                Seqs::Many(all) => all.len(),
+            })
+            .sum();
+        if self.len == 0 {
+            // Hand the memory of a large round back.
+            self.by_key = HashMap::new();
+        }
         // Not exact, but only a trigger: the entries left were added after the round began.
         self.oldest = (self.len > 0).then(Instant::now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use steward_store::{DatabaseUrl, PoolOptions};
+
+    fn visitor(i: u8) -> VisitorRow {
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0)
+            .unwrap()
+            .naive_utc();
+        VisitorRow {
+            tenant_id: "ten_a".into(),
+            id: format!("vis_{i:03}"),
+            external_ref: None,
+            status: crate::records::STATUS_ACTIVE.into(),
+            legal_hold: false,
+            legal_hold_reason: None,
+            key_version: 1,
+            name_sealed: None,
+            email_sealed: None,
+            phone_sealed: None,
+            address_sealed: None,
+            attributes_sealed: None,
+            // First bytes spread over every slice.
+            email_index: Some(vec![i.wrapping_mul(4); 32]),
+            phone_index: None,
+            created_at: now.into(),
+            updated_at: now.into(),
+            last_activity_at: now.into(),
+            erased_at: None,
+        }
+    }
+
+    /// Every visitor is found by its own blind value, and only it.
+    async fn assert_all_found(index: &BlindIndex, store: &Store, rows: &[VisitorRow], when: &str) {
+        for row in rows {
+            let (index, blind) = (index.clone(), row.email_index.clone().unwrap());
+            let found = store
+                .read(move |c| index.candidates(c, "ten_a", FIELD_EMAIL, &blind, 100))
+                .await
+                .unwrap();
+            assert_eq!(found, [row.id.clone()], "{} {when}", row.id);
+        }
+    }
+
+    /// A lookup finds every entry at each step of a merge round: after each slice, after the
+    /// pending rows are deleted and after the map forgets them; and an entry written during
+    /// the round stays pending for the next.
+    #[tokio::test]
+    async fn lookups_find_every_entry_at_every_step_of_a_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::parse(&format!(
+            "sqlite://{}",
+            dir.path().join("steward.db").display()
+        ))
+        .unwrap();
+        let store = Store::open(&url, PoolOptions::default()).unwrap();
+        let index = BlindIndex::deferred(&store).unwrap();
+        let pending = index.pending.clone().unwrap();
+        let rows: Vec<VisitorRow> = (0..64).map(visitor).collect();
+        let (ix, batch) = (index.clone(), rows.clone());
+        store.write(move |c| ix.add_rows(c, &batch)).await.unwrap();
+        assert_eq!(index.pending_entries(), 64);
+        assert_all_found(&index, &store, &rows, "while pending").await;
+
+        let upto = round_start(&pending);
+        let mut all = rows.clone();
+        for slice in 0..SLICES {
+            store
+                .write(move |c| merge_slice(c, upto, slice))
+                .await
+                .unwrap();
+            assert_all_found(&index, &store, &all, &format!("after slice {slice}")).await;
+            if slice == 3 {
+                let mut late = visitor(200);
+                late.email_index = Some(vec![1; 32]);
+                let ix = index.clone();
+                all.push(late.clone());
+                store.write(move |c| ix.add_rows(c, &[late])).await.unwrap();
+            }
+        }
+        store.write(move |c| delete_merged(c, upto)).await.unwrap();
+        assert_all_found(&index, &store, &all, "after the delete").await;
+        pending.lock().forget_through(upto);
+        assert_all_found(&index, &store, &all, "after the map forgot").await;
+        // Only the entry written during the round is still pending.
+        assert_eq!(index.pending_entries(), 1);
+        assert_eq!(index.merge_now(&store).await.unwrap(), 1);
+        assert_eq!(index.pending_entries(), 0);
+        assert_all_found(&index, &store, &all, "after the next round").await;
+    }
+
+    #[test]
+    fn the_map_keeps_seqs_by_key_and_forgets_merged_ones() {
+        let mut map = PendingMap::default();
+        map.insert(1, 10);
+        map.insert(2, 11);
+        map.insert(1, 12);
+        map.insert(3, 13);
+        assert_eq!(map.len, 4);
+        assert_eq!(map.find(1), [10, 12]);
+        assert_eq!(map.find(2), [11]);
+        assert!(map.find(4).is_empty());
+        assert!(!map.due());
+
+        map.forget_through(11);
+        assert_eq!(map.len, 2);
+        assert_eq!(map.find(1), [12]);
+        assert!(map.find(2).is_empty());
+        assert_eq!(map.find(3), [13]);
+
+        map.forget_through(13);
+        assert_eq!(map.len, 0);
+        assert!(map.oldest.is_none());
+        assert!(map.find(1).is_empty());
+    }
+
+    #[test]
+    fn a_round_is_due_at_merge_at_entries() {
+        let mut map = PendingMap::default();
+        for seq in 0..MERGE_AT as i64 - 1 {
+            map.insert(seq as u64, seq);
+        }
+        assert!(!map.due());
+        map.insert(u64::MAX, MERGE_AT as i64);
+        assert!(map.due());
     }
 }
