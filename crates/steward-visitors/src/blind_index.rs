@@ -270,26 +270,29 @@ impl BlindIndex {
                 .find(seq_key(pending, tenant_id, field, blind));
             for chunk in seqs.chunks(SEQ_CHUNK) {
                 // The blind value is checked again: the map keeps only a hash of it.
-                let found: Vec<String> = blind_index_pending::table
-                    .filter(blind_index_pending::seq.eq_any(chunk))
-                    .filter(blind_index_pending::tenant_id.eq(tenant_id))
-                    .filter(blind_index_pending::field.eq(field))
-                    .filter(blind_index_pending::blind.eq(blind))
-                    .select(blind_index_pending::visitor_id)
-                    .load(conn)?;
+                let found: Vec<String> =
+                    steward_store::direct!(conn, |c| blind_index_pending::table
+                        .filter(blind_index_pending::seq.eq_any(chunk))
+                        .filter(blind_index_pending::tenant_id.eq(tenant_id))
+                        .filter(blind_index_pending::field.eq(field))
+                        .filter(blind_index_pending::blind.eq(blind))
+                        .select(blind_index_pending::visitor_id)
+                        .load(c))?;
                 ids.extend(found);
                 if ids.len() as i64 >= limit {
                     break;
                 }
             }
         }
-        let stored: Vec<String> = blind_index_entries::table
+        // On the backend's own connection, prepared once (see `steward_store::direct!`): this
+        // is every lookup's first query.
+        let stored: Vec<String> = steward_store::direct!(conn, |c| blind_index_entries::table
             .filter(blind_index_entries::tenant_id.eq(tenant_id))
             .filter(blind_index_entries::field.eq(field))
             .filter(blind_index_entries::blind.eq(blind))
             .select(blind_index_entries::visitor_id)
             .limit(limit)
-            .load(conn)?;
+            .load(c))?;
         ids.extend(stored);
         if self.pending.is_none() && conn.backend() == Backend::Sqlite {
             let left: Vec<String> = blind_index_pending::table
@@ -606,7 +609,7 @@ mod tests {
                 .read(move |c| index.candidates(c, "ten_a", FIELD_EMAIL, &blind, 100))
                 .await
                 .unwrap();
-            assert_eq!(found, [row.id.clone()], "{} {when}", row.id);
+            assert_eq!(found, std::slice::from_ref(&row.id), "{} {when}", row.id);
         }
     }
 
