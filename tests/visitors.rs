@@ -1796,7 +1796,7 @@ e2e!(
         // Found at once, from the pending entries (SQLite) or the table (PostgreSQL).
         assert_eq!(
             found_ids(&lookup_email(&app, &t.id, &token, &first)),
-            [vid.clone()]
+            vec![vid.clone()]
         );
         let expected = if deferred { (0, 2) } else { (2, 0) };
         assert_eq!(index_entries(&app, &t.id, &vid), expected);
@@ -1811,7 +1811,7 @@ e2e!(
         );
         assert_eq!(
             found_ids(&lookup_email(&app, &t.id, &token, &second)),
-            [vid.clone()]
+            vec![vid.clone()]
         );
         assert_eq!(index_entries(&app, &t.id, &vid), expected);
 
@@ -1824,7 +1824,7 @@ e2e!(
         }
         assert_eq!(
             found_ids(&lookup_email(&app, &t.id, &token, &second)),
-            [vid.clone()]
+            vec![vid.clone()]
         );
         assert_eq!(
             found_ids(&lookup_email(&app, &t.id, &token, &first)),
@@ -1840,7 +1840,7 @@ e2e!(
         );
         assert_eq!(
             found_ids(&lookup_email(&app, &t.id, &token, &first)),
-            [vid.clone()]
+            vec![vid.clone()]
         );
         let (stored, pending) = index_entries(&app, &t.id, &vid);
         assert_eq!(stored + pending, 2);
@@ -1896,7 +1896,7 @@ e2e!(
                     &token,
                     &format!("bulk-{i}-{tag}@example.com"),
                 ));
-                assert_eq!(found, [ids[i].clone()], "visitor {i} {when}");
+                assert_eq!(found, vec![ids[i].clone()], "visitor {i} {when}");
             }
         };
         check("before the merge");
