@@ -1913,27 +1913,100 @@ e2e!(
     }
 );
 
-/// A server that stops with entries pending finds them again when it starts.
+/// A second server over the same SQLite database, while the first holds its entries pending,
+/// writes the blind index directly and still finds what the first holds pending. (A restart
+/// that loads the pending entries again is a unit test of `blind_index`.)
 #[test]
-fn pending_blind_index_entries_survive_a_restart() {
+fn a_second_server_on_the_same_database_writes_directly_and_finds_pending_entries() {
     let app = TestApp::spawn(Backend::Sqlite).expect("sqlite test app");
-    let t = app.new_tenant("Restart index shop");
+    let t = app.new_tenant("Two servers shop");
     let (_, token) = member(&app, &t);
-    let email = format!("restart-{}@example.com", unique());
+    let email = format!("two-{}@example.com", unique());
     let vid = id_of(&create(&app, &t.id, &token, &json!({ "email": email })));
     assert_eq!(index_entries(&app, &t.id, &vid), (0, 1));
 
     let clock = std::sync::Arc::new(app.clock.clone());
-    let restarted = steward_api::state::AppState::build(&app.config, clock).unwrap();
-    let index = restarted.visitors.blind_index();
-    assert!(index.pending_entries() >= 1);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
+    let second = steward_api::state::AppState::build(&app.config, clock).unwrap();
+    let index = second.visitors.blind_index().clone();
+    assert!(
+        !index.is_deferred(),
+        "the first server holds the deferred index"
+    );
+    let (tid, id) = (t.id.clone(), vid.clone());
+    let found = second
+        .store
+        .read_blocking(move |c| {
+            use diesel::prelude::*;
+            use steward_visitors::schema::visitors::dsl as v;
+            let blind: Option<Vec<u8>> = v::visitors
+                .filter(v::tenant_id.eq(&tid))
+                .filter(v::id.eq(&id))
+                .select(v::email_index)
+                .first(c)?;
+            index.candidates(c, &tid, "email", &blind.unwrap(), 100)
+        })
         .unwrap();
-    rt.block_on(index.merge_now(&restarted.store)).unwrap();
+    assert_eq!(found, vec![vid.clone()]);
+    merge_now(&app);
     assert_eq!(index_entries(&app, &t.id, &vid), (1, 0));
 }
+
+e2e!(
+    lookup_by_email_and_phone_is_not_capped_by_a_shared_address,
+    |app| {
+        let t = app.new_tenant("Household shop");
+        let (_, token) = member(&app, &t);
+        let shared = format!("family-{}@example.com", unique());
+        let phones: Vec<String> = (0..120)
+            .map(|_| format!("+33{}", random_digits(9)))
+            .collect();
+        let items: Vec<Value> = phones
+            .iter()
+            .map(|p| json!({ "email": shared, "phone": p }))
+            .collect();
+        let r = import(&app, &t.id, &token, items);
+        assert_eq!(r.status, 201, "{}", r.text);
+        let ids: Vec<String> = r.json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(id_of)
+            .collect();
+        let both = |phone: &str| {
+            app.get(
+                &format!(
+                    "{}?email={}&phone={}",
+                    visitors_path(&t.id),
+                    urlencode(&shared),
+                    urlencode(phone)
+                ),
+                Some(&token),
+            )
+        };
+        for round in ["pending", "merged"] {
+            // The newest of 120 sharers, past the 100 a lookup returns.
+            assert_eq!(
+                found_ids(&both(&phones[119])),
+                vec![ids[119].clone()],
+                "{round}"
+            );
+            assert_eq!(
+                found_ids(&both(&phones[0])),
+                vec![ids[0].clone()],
+                "{round}"
+            );
+            // The phone is checked on the row: another number finds nobody.
+            let other = format!("+33{}", random_digits(9));
+            assert_eq!(found_ids(&both(&other)), Vec::<String>::new(), "{round}");
+            // By the address alone: the first 100 by id.
+            assert_eq!(
+                found_ids(&lookup_email(&app, &t.id, &token, &shared)),
+                ids[..100].to_vec()
+            );
+            merge_now(&app);
+        }
+    }
+);
 
 /// Lookups never miss an acknowledged visitor while merge rounds move its entry from the
 /// pending table into the B-tree table.

@@ -9,11 +9,12 @@
 //! * a unit that creates visitors appends their entries to `blind_index_pending`, in seq
 //!   order (sequential pages), and to an in-memory map that lookups consult beside the
 //!   B-tree table `blind_index_entries`;
-//! * once [`MERGE_AT`] entries wait, or the oldest has waited [`MERGE_AFTER`], a merge round
-//!   copies them into `blind_index_entries` one key range at a time: [`SLICES`] units of the
-//!   group committer, each sorted, so a leaf takes every entry of the round that falls into
-//!   it, and none holds the writer for long. A last unit deletes the merged entries from the
-//!   pending table by seq, and then the map forgets them.
+//! * once [`MERGE_AT`] entries wait, or the oldest has waited [`MERGE_AFTER`] (checked at
+//!   the next write that adds entries: an idle server's few pending entries cost nothing), a
+//!   merge round copies them into `blind_index_entries` one key range at a time: [`SLICES`]
+//!   units of the group committer, each sorted, so a leaf takes every entry of the round that
+//!   falls into it, and none holds the writer for long. A last unit deletes the merged
+//!   entries from the pending table by seq, and then the map forgets them.
 //!
 //! The map holds a keyed 64-bit hash of (tenant, field, blind value) and the entry's seq,
 //! not the blind value nor the visitor. A lookup reads the pending rows of the seqs it finds,
@@ -24,8 +25,10 @@
 //!
 //! Everywhere else a [`BlindIndex::direct`] writes `blind_index_entries` in the creating
 //! unit: on PostgreSQL, whose several server processes may share a database (a map would be
-//! one process's), and in CLI commands. A direct index on SQLite also reads the pending table,
-//! which a server that stopped may have left.
+//! one process's), in CLI commands, and in a second server over the same SQLite file (only
+//! one process may hand out seqs and merge; a lock file next to the database says which). A
+//! direct index on SQLite also reads the pending table, which another server holds or a
+//! server that stopped left.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -37,7 +40,7 @@ use std::time::{Duration, Instant};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Binary, Nullable};
 use steward_core::{Error, Result};
-use steward_store::{Backend, DbConnection, Store};
+use steward_store::{Backend, DatabaseUrl, DbConnection, Store};
 
 use crate::model::{FIELD_EMAIL, FIELD_PHONE};
 use crate::records::VisitorRow;
@@ -118,12 +121,26 @@ impl BlindIndex {
     }
 
     /// The server's index: deferred on SQLite, with the entries a previous run left pending
-    /// loaded into the map; direct on PostgreSQL.
-    ///
-    /// Only one process may hold a deferred index over a database: seqs are handed out here.
-    /// SQLite allows one writer anyway, and only `serve` asks for one.
+    /// loaded into the map; direct on PostgreSQL, and on SQLite when another process already
+    /// holds the deferred index of that database.
     pub fn deferred(store: &Store) -> Result<Self> {
-        if store.backend() != Backend::Sqlite {
+        let DatabaseUrl::Sqlite(path) = store.url() else {
+            return Ok(Self::direct());
+        };
+        // Seqs are handed out in this process and merged rounds delete by seq, so only one
+        // process may defer. The lock is released when the file closes, with the last clone.
+        let mut lock_path = path.clone().into_os_string();
+        lock_path.push(".blind-index.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(Error::internal)?;
+        if lock.try_lock().is_err() {
+            tracing::info!(
+                "another process defers this database's blind index; this one writes it directly"
+            );
             return Ok(Self::direct());
         }
         let left: Vec<(i64, String, String, Vec<u8>)> = store.read_blocking(|c| {
@@ -136,7 +153,8 @@ impl BlindIndex {
                 ))
                 .load(c)?)
         })?;
-        let pending = Pending::default();
+        let mut pending = Pending::default();
+        pending.lock_file = Some(lock);
         let mut last = 0;
         {
             let mut map = pending.lock();
@@ -161,7 +179,8 @@ impl BlindIndex {
         self.pending.is_some()
     }
 
-    /// Entries waiting in the pending table (0 when direct).
+    /// Entries the map holds: those pending, and any of a unit that rolled back (0 when
+    /// direct).
     pub fn pending_entries(&self) -> usize {
         self.pending.as_ref().map_or(0, |p| p.lock().len)
     }
@@ -284,8 +303,8 @@ impl BlindIndex {
                 }
             }
         }
-        // On the backend's own connection, prepared once (see `steward_store::direct!`): this
-        // is every lookup's first query.
+        // On the backend's own connection, prepared once (see `steward_store::direct!`): every
+        // lookup runs it.
         let stored: Vec<String> = steward_store::direct!(conn, |c| blind_index_entries::table
             .filter(blind_index_entries::tenant_id.eq(tenant_id))
             .filter(blind_index_entries::field.eq(field))
@@ -318,15 +337,18 @@ impl BlindIndex {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        if !pending.lock().due() || pending.merging.swap(true, Ordering::SeqCst) {
+        if !pending.lock().due() || pending.backing_off() {
             return;
         }
-        let (pending, store) = (Arc::clone(pending), store.clone());
+        let Some(guard) = MergeGuard::take(pending) else {
+            return;
+        };
+        let store = store.clone();
         runtime.spawn(async move {
-            if let Err(e) = merge_round(&pending, &store).await {
+            if let Err(e) = merge_round(&guard.0, &store).await {
                 tracing::error!(error = %e.log_cause(), "blind index merge failed; its entries stay pending");
+                guard.0.lock().failed_at = Some(Instant::now());
             }
-            pending.merging.store(false, Ordering::SeqCst);
         });
     }
 
@@ -336,13 +358,14 @@ impl BlindIndex {
         let Some(pending) = &self.pending else {
             return Ok(0);
         };
-        while pending.merging.swap(true, Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let guard = loop {
+            match MergeGuard::take(pending) {
+                Some(guard) => break guard,
+                None => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        };
         let before = pending.lock().len;
-        let merged = merge_round(pending, store).await;
-        pending.merging.store(false, Ordering::SeqCst);
-        merged.map(|()| before)
+        merge_round(&guard.0, store).await.map(|()| before)
     }
 }
 
@@ -425,7 +448,7 @@ async fn merge_round(pending: &Arc<Pending>, store: &Store) -> Result<()> {
 
 /// The last seq a round starting now covers. Every seq up to it was handed out to a unit
 /// queued before the round's first unit, so by the time a slice runs that entry is in the
-/// table or was rolled back.
+/// pending table or was rolled back.
 fn round_start(pending: &Pending) -> i64 {
     pending.next_seq.load(Ordering::SeqCst) - 1
 }
@@ -475,6 +498,27 @@ struct Pending {
     next_seq: AtomicI64,
     merging: AtomicBool,
     map: Mutex<PendingMap>,
+    /// Held (locked) for as long as this index lives.
+    lock_file: Option<std::fs::File>,
+}
+
+/// After a failed round, the next waits this long.
+const RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// The one merge round running: taken before a round starts, released when it ends however
+/// it ends (a task dropped with its runtime included), so rounds never stop for good.
+struct MergeGuard(Arc<Pending>);
+
+impl MergeGuard {
+    fn take(pending: &Arc<Pending>) -> Option<Self> {
+        (!pending.merging.swap(true, Ordering::SeqCst)).then(|| Self(Arc::clone(pending)))
+    }
+}
+
+impl Drop for MergeGuard {
+    fn drop(&mut self) {
+        self.0.merging.store(false, Ordering::SeqCst);
+    }
 }
 
 impl Default for Pending {
@@ -484,6 +528,7 @@ impl Default for Pending {
             next_seq: AtomicI64::new(1),
             merging: AtomicBool::new(false),
             map: Mutex::new(PendingMap::default()),
+            lock_file: None,
         }
     }
 }
@@ -493,6 +538,12 @@ impl Pending {
         // The map is consistent after every call (no call panics half way), so a poisoned
         // lock is still usable.
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn backing_off(&self) -> bool {
+        self.lock()
+            .failed_at
+            .is_some_and(|t| t.elapsed() < RETRY_AFTER)
     }
 }
 
@@ -510,6 +561,8 @@ struct PendingMap {
     by_key: HashMap<u64, Seqs>,
     len: usize,
     oldest: Option<Instant>,
+    /// When the last round failed, if it did.
+    failed_at: Option<Instant>,
 }
 
 impl PendingMap {
@@ -613,18 +666,119 @@ mod tests {
         }
     }
 
+    fn sqlite_store(dir: &std::path::Path) -> Store {
+        let url =
+            DatabaseUrl::parse(&format!("sqlite://{}", dir.join("steward.db").display())).unwrap();
+        Store::open(&url, PoolOptions::default()).unwrap()
+    }
+
+    async fn found(index: &BlindIndex, store: &Store, blind: Vec<u8>) -> Vec<String> {
+        let index = index.clone();
+        store
+            .read(move |c| index.candidates(c, "ten_a", FIELD_EMAIL, &blind, 100))
+            .await
+            .unwrap()
+    }
+
+    /// Entries a stopped server left pending are loaded again by the next, and a second
+    /// process over the same database while the first holds it writes directly.
+    #[tokio::test]
+    async fn pending_entries_outlive_the_process_and_only_one_process_defers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(dir.path());
+        let rows: Vec<VisitorRow> = (0..5).map(visitor).collect();
+        {
+            let index = BlindIndex::deferred(&store).unwrap();
+            assert!(index.is_deferred());
+            let second = BlindIndex::deferred(&store).unwrap();
+            assert!(!second.is_deferred(), "the lock file is held");
+            let (ix, batch) = (index.clone(), rows.clone());
+            store.write(move |c| ix.add_rows(c, &batch)).await.unwrap();
+            // The direct one finds them in the pending table.
+            let blind = rows[3].email_index.clone().unwrap();
+            assert_eq!(found(&second, &store, blind).await, [rows[3].id.clone()]);
+        }
+        let restarted = BlindIndex::deferred(&store).unwrap();
+        assert!(restarted.is_deferred(), "the lock went with the last clone");
+        assert_eq!(restarted.pending_entries(), 5);
+        assert_all_found(&restarted, &store, &rows, "after the restart").await;
+        // Seqs go on after the ones loaded.
+        let (ix, late) = (restarted.clone(), visitor(9));
+        store.write(move |c| ix.add_rows(c, &[late])).await.unwrap();
+        assert_eq!(restarted.merge_now(&store).await.unwrap(), 6);
+        assert_all_found(&restarted, &store, &rows, "after the merge").await;
+    }
+
+    /// A unit that fails after writing its entries leaves nothing a lookup finds, and the
+    /// next round forgets its map entry.
+    #[tokio::test]
+    async fn a_rolled_back_unit_leaves_no_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(dir.path());
+        let index = BlindIndex::deferred(&store).unwrap();
+        let (ix, row) = (index.clone(), visitor(7));
+        let blind = row.email_index.clone().unwrap();
+        let failed = store
+            .write(move |c| -> Result<()> {
+                ix.add_rows(c, &[row])?;
+                Err(Error::invalid("test", "fails after writing"))
+            })
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(index.pending_entries(), 1, "the map kept it");
+        assert!(found(&index, &store, blind.clone()).await.is_empty());
+        index.merge_now(&store).await.unwrap();
+        assert_eq!(index.pending_entries(), 0);
+        assert!(found(&index, &store, blind).await.is_empty());
+    }
+
+    /// The server's own path: a write that brings the pending entries to [`MERGE_AT`] starts
+    /// a round in the background, which ends with nothing pending, and the next round can
+    /// start after it.
+    #[tokio::test]
+    async fn reaching_merge_at_starts_a_round_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(dir.path());
+        let index = BlindIndex::deferred(&store).unwrap();
+        let mut rows: Vec<VisitorRow> = Vec::with_capacity(MERGE_AT);
+        for i in 0..MERGE_AT {
+            let mut row = visitor(0);
+            row.id = format!("vis_{i:08}");
+            let mut blind = vec![0u8; 32];
+            blind[..8]
+                .copy_from_slice(&(i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
+            row.email_index = Some(blind);
+            rows.push(row);
+        }
+        let probe = rows[MERGE_AT / 2].clone();
+        let ix = index.clone();
+        store.write(move |c| ix.add_rows(c, &rows)).await.unwrap();
+        index.merge_if_due(&store);
+        let started = Instant::now();
+        while index.pending_entries() > 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the round never ended"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_all_found(&index, &store, &[probe], "after the background round").await;
+        let pending_rows: i64 = store
+            .read(|c| Ok(blind_index_pending::table.count().get_result(c)?))
+            .await
+            .unwrap();
+        assert_eq!(pending_rows, 0);
+        // The guard was released: an explicit round can run.
+        assert_eq!(index.merge_now(&store).await.unwrap(), 0);
+    }
+
     /// A lookup finds every entry at each step of a merge round: after each slice, after the
     /// pending rows are deleted and after the map forgets them; and an entry written during
     /// the round stays pending for the next.
     #[tokio::test]
     async fn lookups_find_every_entry_at_every_step_of_a_round() {
         let dir = tempfile::tempdir().unwrap();
-        let url = DatabaseUrl::parse(&format!(
-            "sqlite://{}",
-            dir.path().join("steward.db").display()
-        ))
-        .unwrap();
-        let store = Store::open(&url, PoolOptions::default()).unwrap();
+        let store = sqlite_store(dir.path());
         let index = BlindIndex::deferred(&store).unwrap();
         let pending = index.pending.clone().unwrap();
         let rows: Vec<VisitorRow> = (0..64).map(visitor).collect();

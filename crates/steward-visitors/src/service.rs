@@ -463,13 +463,20 @@ impl VisitorService {
                     .map(|p| records::phone_index(&keyring, p))
                     .transpose()?;
                 // Candidates by one field (the e-mail when both are given), checked against
-                // both on the row.
+                // both on the row. With both, the e-mail's candidates are not capped: an
+                // address shared by more visitors than a lookup returns must not hide the
+                // one with this phone.
                 let (field, value) = match (&ei, &pi) {
                     (Some(e), _) => (crate::model::FIELD_EMAIL, e),
                     (None, Some(p)) => (crate::model::FIELD_PHONE, p),
                     (None, None) => return Ok(Vec::new()),
                 };
-                let ids = blind.candidates(conn, &tid, field, value, LOOKUP_LIMIT as i64)?;
+                let cap = if ei.is_some() && pi.is_some() {
+                    i64::MAX
+                } else {
+                    LOOKUP_LIMIT as i64
+                };
+                let ids = blind.candidates(conn, &tid, field, value, cap)?;
                 let rows = records::find_matching(
                     conn,
                     &tid,
