@@ -153,8 +153,10 @@ impl BlindIndex {
                 ))
                 .load(c)?)
         })?;
-        let mut pending = Pending::default();
-        pending.lock_file = Some(lock);
+        let pending = Pending {
+            lock_file: Some(lock),
+            ..Pending::default()
+        };
         let mut last = 0;
         {
             let mut map = pending.lock();
