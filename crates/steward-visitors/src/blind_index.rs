@@ -154,7 +154,7 @@ impl BlindIndex {
                 .load(c)?)
         })?;
         let pending = Pending {
-            lock_file: Some(lock),
+            _lock_file: Some(lock),
             ..Pending::default()
         };
         let mut last = 0;
@@ -501,7 +501,7 @@ struct Pending {
     merging: AtomicBool,
     map: Mutex<PendingMap>,
     /// Held (locked) for as long as this index lives.
-    lock_file: Option<std::fs::File>,
+    _lock_file: Option<std::fs::File>,
 }
 
 /// After a failed round, the next waits this long.
@@ -530,7 +530,7 @@ impl Default for Pending {
             next_seq: AtomicI64::new(1),
             merging: AtomicBool::new(false),
             map: Mutex::new(PendingMap::default()),
-            lock_file: None,
+            _lock_file: None,
         }
     }
 }
