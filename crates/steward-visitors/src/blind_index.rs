@@ -56,10 +56,12 @@ pub const MERGE_AT: usize = 65_536;
 /// A round also starts once the oldest pending entry is this old, so the pending table and
 /// the map stay small on a tenant that grows slowly.
 pub const MERGE_AFTER: Duration = Duration::from_secs(30);
-/// Entries per unit of a merge round: small enough that a unit holds the single writer for a
-/// few milliseconds (a round of 16 key ranges held it for up to 100 ms and showed as the p99
-/// of mixed traffic at 1,000 req/s).
+/// Entries per unit of a merge round, at least: small enough that a unit holds the single
+/// writer for a few milliseconds (a round of 16 key ranges held it for up to 100 ms and showed
+/// as the p99 of mixed traffic at 1,000 req/s).
 pub const SLICE_ENTRIES: usize = 1_024;
+/// Most entries one round merges (its plan holds their keys in memory, about 100 bytes each).
+pub const ROUND_MAX: usize = 131_072;
 
 /// The blind indexes of visitors, direct or deferred (see the module docs). Cheap to clone.
 #[derive(Clone, Default)]
@@ -460,25 +462,34 @@ async fn merge_round(pending: &Arc<Pending>, store: &Store) -> Result<()> {
 async fn plan_round(pending: &Pending, store: &Store) -> Result<(i64, Vec<Vec<i64>>)> {
     let upto = pending.next_seq.load(Ordering::SeqCst) - 1;
     store.write(|_| Ok(())).await?;
-    let mut keyed: Vec<(String, String, Vec<u8>, i64)> = store
+    // Read and sorted on the reader's blocking thread, not on the server's event loop.
+    store
         .read(move |c| {
-            Ok(blind_index_pending::table
+            let mut keyed: Vec<(String, String, Vec<u8>, i64)> = blind_index_pending::table
                 .filter(blind_index_pending::seq.le(upto))
+                .order(blind_index_pending::seq.asc())
+                .limit(ROUND_MAX as i64)
                 .select((
                     blind_index_pending::tenant_id,
                     blind_index_pending::field,
                     blind_index_pending::blind,
                     blind_index_pending::seq,
                 ))
-                .load(c)?)
+                .load(c)?;
+            // A backlog larger than a round: this one takes the oldest, the next the rest.
+            let upto = match keyed.last() {
+                Some(last) if keyed.len() == ROUND_MAX => last.3,
+                _ => upto,
+            };
+            keyed.sort_unstable();
+            // Small slices when little waits (a round started by age, or after a burst, must
+            // not stall light traffic); larger ones under a heavy import, so the rounds keep
+            // up with it, one slice per commit.
+            let per_slice = SLICE_ENTRIES.max(keyed.len() / 64);
+            let seqs: Vec<i64> = keyed.into_iter().map(|(_, _, _, seq)| seq).collect();
+            Ok((upto, seqs.chunks(per_slice).map(<[i64]>::to_vec).collect()))
         })
-        .await?;
-    keyed.sort_unstable();
-    let seqs: Vec<i64> = keyed.into_iter().map(|(_, _, _, seq)| seq).collect();
-    Ok((
-        upto,
-        seqs.chunks(SLICE_ENTRIES).map(<[i64]>::to_vec).collect(),
-    ))
+        .await
 }
 
 /// Deletes the pending rows a round merged.
@@ -502,10 +513,12 @@ fn merge_slice(conn: &mut DbConnection, seqs: &[i64]) -> Result<usize> {
     // One statement text whatever the slice's length (the seqs come as one JSON array), so it
     // is prepared once. OR IGNORE: a round that stopped half way (a crash) merges again.
     Ok(diesel::sql_query(
+        // CROSS JOIN fixes the loop order: each seq of the list finds its row by primary key,
+        // instead of a scan of the whole pending table per slice.
         "INSERT OR IGNORE INTO blind_index_entries (tenant_id, field, blind, visitor_id) \
-         SELECT tenant_id, field, blind, visitor_id FROM blind_index_pending \
-         WHERE seq IN (SELECT value FROM json_each(?)) \
-         ORDER BY tenant_id, field, blind, visitor_id",
+         SELECT p.tenant_id, p.field, p.blind, p.visitor_id \
+         FROM json_each(?) AS j CROSS JOIN blind_index_pending AS p ON p.seq = j.value \
+         ORDER BY p.tenant_id, p.field, p.blind, p.visitor_id",
     )
     .bind::<Text, _>(list)
     .execute(c)?)
