@@ -604,13 +604,17 @@ fn audit_events_indexes_postgres() {
 /// Visitors keep the indexes their queries use. Migration 000011 dropped the one on
 /// `(tenant_id, key_version)`: re-encryption walks the primary key, and on PostgreSQL without
 /// statistics the index drew the re-seal UPDATE away from the primary key into a scan of the
-/// tenant's old rows per row written. Migration 000012 moved the e-mail and phone blind
-/// indexes into `blind_index_entries`.
+/// tenant's old rows per row written.
 fn visitors_indexes(conn: &mut DbConnection) -> Vec<String> {
     indexes_of(conn, "visitors")
 }
 
-const VISITORS_INDEXES: [&str; 2] = ["visitors_activity", "visitors_external_ref"];
+const VISITORS_INDEXES: [&str; 4] = [
+    "visitors_activity",
+    "visitors_email",
+    "visitors_external_ref",
+    "visitors_phone",
+];
 
 #[test]
 fn visitors_indexes_sqlite() {
@@ -626,89 +630,6 @@ fn visitors_indexes_postgres() {
         return;
     };
     assert_eq!(visitors_indexes(&mut conn), VISITORS_INDEXES);
-}
-
-/// Migration 000012 moves every blind value of the visitors into `blind_index_entries` (an
-/// erased visitor has none), and the pending table starts empty.
-fn blind_indexes_survive_000012(conn: &mut DbConnection) {
-    migrate_through(conn, "20261203000011");
-    let visitor = |id: &str, email: &str, phone: &str| {
-        format!(
-            "INSERT INTO visitors (tenant_id, id, status, legal_hold, key_version, email_index, \
-               phone_index, created_at, updated_at, last_activity_at) VALUES \
-               ('ten_a', '{id}', 'active', false, 1, {email}, {phone}, '2026-11-21 00:00:00', \
-                '2026-11-21 00:00:00', '2026-11-21 00:00:00');"
-        )
-    };
-    let (e1, e2, p1) = match conn.backend() {
-        steward_store::Backend::Sqlite => ("X'E1'", "X'E2'", "X'B1'"),
-        steward_store::Backend::Postgres => ("'\\xe1'", "'\\xe2'", "'\\xb1'"),
-    };
-    conn.execute_batch(&format!(
-        "INSERT INTO tenants (id, name, status, created_at, updated_at) VALUES \
-           ('ten_a', 'A', 'active', '2026-11-21 00:00:00', '2026-11-21 00:00:00'); {} {} {}",
-        visitor("vis_1", e1, p1),
-        visitor("vis_2", e2, "NULL"),
-        visitor("vis_3", "NULL", "NULL"),
-    ))
-    .unwrap();
-    let ran = run_next(conn).unwrap().expect("the blind index migration");
-    assert_eq!(ran, "20261206000012");
-
-    #[derive(QueryableByName, Debug, PartialEq)]
-    struct Entry {
-        #[diesel(sql_type = Text)]
-        field: String,
-        #[diesel(sql_type = Text)]
-        visitor_id: String,
-    }
-    let rows: Vec<Entry> = diesel::sql_query(
-        "SELECT field, visitor_id FROM blind_index_entries \
-         WHERE tenant_id = 'ten_a' ORDER BY visitor_id, field",
-    )
-    .load(conn)
-    .unwrap();
-    let e = |f: &str, v: &str| Entry {
-        field: f.into(),
-        visitor_id: v.into(),
-    };
-    assert_eq!(
-        rows,
-        [
-            e("email", "vis_1"),
-            e("phone", "vis_1"),
-            e("email", "vis_2")
-        ]
-    );
-    assert_eq!(count_rows(conn, "blind_index_pending"), 0);
-}
-
-fn count_rows(conn: &mut DbConnection, table: &str) -> i64 {
-    #[derive(QueryableByName)]
-    struct N {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
-        .get_result::<N>(conn)
-        .unwrap()
-        .n
-}
-
-#[test]
-fn blind_indexes_survive_000012_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut conn = fresh_sqlite(dir.path());
-    blind_indexes_survive_000012(&mut conn);
-}
-
-#[test]
-fn blind_indexes_survive_000012_postgres() {
-    let Some((_db, mut conn)) = fresh_postgres() else {
-        eprintln!("skipped: {} is not set", common::PG_ENV);
-        return;
-    };
-    blind_indexes_survive_000012(&mut conn);
 }
 
 /// Migration 000010 keeps every recipient (SQLite rebuilds the table WITHOUT ROWID; PostgreSQL

@@ -16,7 +16,7 @@ use steward_store::{platform_keys, Store};
 use steward_transfers::erasure::TransferHooks;
 use steward_visitors::reencrypt::VisitorReencryption;
 use steward_visitors::retention::RetentionJob;
-use steward_visitors::{BlindIndex, VisitorHooks, VisitorService};
+use steward_visitors::{VisitorHooks, VisitorService};
 
 use crate::bulk::BulkLimit;
 use crate::config::Config;
@@ -69,11 +69,7 @@ impl AppState {
     /// Opens (and migrates) the database, loads the master key and checks it fits, and starts
     /// the background job worker.
     pub fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
-        let mut state = Self::build_without_worker(config, clock)?;
-        // The server, and only it, defers the blind indexes' writes on SQLite: it hands out
-        // the pending entries' seqs and merges them (steward-visitors, blind_index.rs).
-        let blind = BlindIndex::deferred(&state.store)?;
-        state.visitors = state.visitors.with_blind_index(blind);
+        let state = Self::build_without_worker(config, clock)?;
         state.jobs.spawn().map_err(StartupError::Thread)?;
         Ok(state)
     }

@@ -2,7 +2,6 @@
 //! keys, blind-index lookup, consents, access/export, rectification, erasure with receipts,
 //! legal hold, retention and re-encryption. Every disclosure goes through `disclose`.
 
-pub mod blind_index;
 pub mod consents;
 pub mod countries;
 pub mod disclose;
@@ -15,7 +14,6 @@ pub mod schema;
 pub mod service;
 pub mod validate;
 
-pub use blind_index::BlindIndex;
 pub use disclose::{disclose, disclose_after, disclosed_count, Access, Disclosure};
 pub use model::{Address, Pii, Visitor, VisitorInput, VisitorMeta, VisitorPatch};
 pub use service::{VisitorHooks, VisitorService};

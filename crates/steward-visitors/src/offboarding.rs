@@ -153,7 +153,6 @@ pub struct DeletionCertificate {
 /// Deletes the tenant's visitor data after its keys are destroyed. Returns the counts; the
 /// caller writes the certificate and the audit events in the same unit.
 pub fn delete_visitor_data(conn: &mut DbConnection, tenant_id: &str) -> Result<(i64, i64)> {
-    crate::blind_index::delete_tenant(conn, tenant_id)?;
     let visitors = records::delete_tenant(conn, tenant_id)? as i64;
     let consents = consents::delete_tenant(conn, tenant_id)? as i64;
     diesel::delete(idempotency_keys::table.filter(idempotency_keys::tenant_id.eq(tenant_id)))

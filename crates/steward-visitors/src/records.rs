@@ -553,37 +553,38 @@ pub fn count_sealed_before(conn: &mut DbConnection, tenant_id: &str, current: i6
         .get_result(conn)?)
 }
 
-/// The active visitors among `ids` (candidates from the blind index) whose own blind values
-/// are the ones asked for, by id, at most `limit`. The check on the row is what makes the
-/// index's candidates an answer: a pending entry may be stale (see `blind_index`).
-pub fn find_matching(
+pub fn find_by_index(
     conn: &mut DbConnection,
     tenant_id: &str,
-    ids: &[String],
     email_index: Option<&[u8]>,
     phone_index: Option<&[u8]>,
-    limit: usize,
+    limit: i64,
 ) -> Result<Vec<VisitorRow>> {
-    // Point reads by primary key, each a prepared statement (see `get_active`): a lookup has
-    // one or two candidates, and `IN` lists of varying length would be parsed on every call.
-    let mut rows: Vec<VisitorRow> = Vec::new();
-    for id in ids {
-        let row = match get_active(conn, tenant_id, id) {
-            Ok(row) => row,
-            Err(Error::NotFound) => continue,
-            Err(e) => return Err(e),
+    // No ORDER BY here: with one, SQLite's planner walks the primary key (tenant_id, id) to
+    // avoid a sort and scans the whole tenant instead of using the blind-index index. The few
+    // matches are sorted in memory. One query shape per filter combination, not a boxed
+    // query: each runs prepared on the backend's own connection (see `direct!`), which the
+    // e-mail lookup behind every "find my customer" call is worth.
+    let base = visitors::table
+        .filter(visitors::tenant_id.eq(tenant_id))
+        .filter(visitors::status.eq(STATUS_ACTIVE));
+    macro_rules! load {
+        ($q:expr) => {
+            steward_store::direct!(conn, |c| $q
+                .select(VisitorRow::as_select())
+                .limit(limit)
+                .load(c))?
         };
-        if email_index.is_none_or(|e| row.email_index.as_deref() == Some(e))
-            && phone_index.is_none_or(|p| row.phone_index.as_deref() == Some(p))
-        {
-            rows.push(row);
-            if rows.len() >= limit {
-                break;
-            }
-        }
     }
+    let mut rows: Vec<VisitorRow> = match (email_index, phone_index) {
+        (Some(e), Some(p)) => load!(base
+            .filter(visitors::email_index.eq(e))
+            .filter(visitors::phone_index.eq(p))),
+        (Some(e), None) => load!(base.filter(visitors::email_index.eq(e))),
+        (None, Some(p)) => load!(base.filter(visitors::phone_index.eq(p))),
+        (None, None) => load!(base),
+    };
     rows.sort_by(|a, b| a.id.cmp(&b.id));
-    rows.truncate(limit);
     Ok(rows)
 }
 

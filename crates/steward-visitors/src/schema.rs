@@ -62,22 +62,3 @@ diesel::table! {
         certificate_hash -> Nullable<Text>,
     }
 }
-
-diesel::table! {
-    blind_index_entries (tenant_id, field, blind, visitor_id) {
-        tenant_id -> Text,
-        field -> Text,
-        blind -> Binary,
-        visitor_id -> Text,
-    }
-}
-
-diesel::table! {
-    blind_index_pending (seq) {
-        seq -> BigInt,
-        tenant_id -> Text,
-        field -> Text,
-        blind -> Binary,
-        visitor_id -> Text,
-    }
-}

@@ -15,7 +15,6 @@ use steward_store::pagination::{Page, PageRequest};
 use steward_store::tenants::{self, TenantStatus};
 use steward_store::{DbConnection, Store};
 
-use crate::blind_index::{self, BlindIndex};
 use crate::consents::{self, Consent, ConsentStatus};
 use crate::disclose::{disclose, Access, Disclosure};
 use crate::model::{Pii, Visitor, VisitorInput, VisitorMeta, VisitorPatch, PII_FIELDS};
@@ -56,11 +55,7 @@ pub struct VisitorService {
     pub keys: KeyService,
     pub clock: Arc<dyn Clock>,
     hooks: Vec<Arc<dyn VisitorHooks>>,
-    blind: BlindIndex,
 }
-
-/// Most visitors one lookup returns.
-const LOOKUP_LIMIT: usize = 100;
 
 impl std::fmt::Debug for VisitorService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -178,18 +173,7 @@ impl VisitorService {
             keys,
             clock,
             hooks: Vec::new(),
-            blind: BlindIndex::direct(),
         }
-    }
-
-    /// The server's blind index (see [`BlindIndex::deferred`]); direct by default.
-    pub fn with_blind_index(mut self, blind: BlindIndex) -> Self {
-        self.blind = blind;
-        self
-    }
-
-    pub fn blind_index(&self) -> &BlindIndex {
-        &self.blind
     }
 
     pub fn with_hooks(mut self, hooks: Arc<dyn VisitorHooks>) -> Self {
@@ -242,15 +226,13 @@ impl VisitorService {
                 ));
             }
         }
-        let (keys, tid, now, access, blind) = (
+        let (keys, tid, now, access) = (
             self.keys.clone(),
             tenant_id.to_string(),
             self.now(),
             access.clone(),
-            self.blind.clone(),
         );
-        let created = self
-            .store
+        self.store
             .write(move |conn| {
                 ensure_accepts_data(conn, &tid)?;
                 let keyring = keys.keyring(conn, &tid)?;
@@ -278,7 +260,6 @@ impl VisitorService {
                 let mut row = Self::new_row(&tid, external_ref, now);
                 records::seal_into(&mut row, &keyring, &pii)?;
                 records::insert(conn, &row)?;
-                blind.add_rows(conn, std::slice::from_ref(&row))?;
                 if let (Some(key), Some(fp)) = (idempotency_key, fp) {
                     diesel::insert_into(idempotency_keys::table)
                         .values((
@@ -303,9 +284,7 @@ impl VisitorService {
                     pii,
                 })))
             })
-            .await;
-        self.blind.merge_if_due(&self.store);
-        created
+            .await
     }
 
     /// Bulk import: all items or none.
@@ -344,9 +323,8 @@ impl VisitorService {
                 Ok((keyring.current_version(), rows, events))
             })
             .await?;
-        let (keys, tid, blind) = (self.keys.clone(), tenant_id.to_string(), self.blind.clone());
-        let imported = self
-            .store
+        let (keys, tid) = (self.keys.clone(), tenant_id.to_string());
+        self.store
             .write(move |conn| {
                 let (sealed_version, mut rows, events) = sealed;
                 ensure_accepts_data(conn, &tid)?;
@@ -392,13 +370,10 @@ impl VisitorService {
                     visitor_rows.push(row);
                 }
                 records::insert_many(conn, &visitor_rows)?;
-                blind.add_rows(conn, &visitor_rows)?;
                 steward_audit::append_prepared(conn, events)?;
                 Ok(metas)
             })
-            .await;
-        self.blind.merge_if_due(&self.store);
-        imported
+            .await
     }
 
     /// Reads one visitor: decrypts, records, releases.
@@ -448,7 +423,7 @@ impl VisitorService {
         if email.is_none() && phone.is_none() {
             return Err(Error::invalid("invalid_query", "give email or phone"));
         }
-        let (keys, tid, blind) = (self.keys.clone(), tenant_id.to_string(), self.blind.clone());
+        let (keys, tid) = (self.keys.clone(), tenant_id.to_string());
         let (email, phone) = (email.map(str::to_string), phone.map(str::to_string));
         let found = self
             .store
@@ -462,29 +437,7 @@ impl VisitorService {
                     .as_deref()
                     .map(|p| records::phone_index(&keyring, p))
                     .transpose()?;
-                // Candidates by one field (the e-mail when both are given), checked against
-                // both on the row. With both, the e-mail's candidates are not capped: an
-                // address shared by more visitors than a lookup returns must not hide the
-                // one with this phone.
-                let (field, value) = match (&ei, &pi) {
-                    (Some(e), _) => (crate::model::FIELD_EMAIL, e),
-                    (None, Some(p)) => (crate::model::FIELD_PHONE, p),
-                    (None, None) => return Ok(Vec::new()),
-                };
-                let cap = if ei.is_some() && pi.is_some() {
-                    i64::MAX
-                } else {
-                    LOOKUP_LIMIT as i64
-                };
-                let ids = blind.candidates(conn, &tid, field, value, cap)?;
-                let rows = records::find_matching(
-                    conn,
-                    &tid,
-                    &ids,
-                    ei.as_deref(),
-                    pi.as_deref(),
-                    LOOKUP_LIMIT,
-                )?;
+                let rows = records::find_by_index(conn, &tid, ei.as_deref(), pi.as_deref(), 100)?;
                 rows.into_iter()
                     .map(|row| {
                         let pii = records::open_fields(&row, &keyring, None)?;
@@ -612,21 +565,17 @@ impl VisitorService {
             .as_ref()
             .map(|o| o.as_deref().map(validate::external_ref).transpose())
             .transpose()?;
-        let (keys, tid, vid, now, access, blind) = (
+        let (keys, tid, vid, now, access) = (
             self.keys.clone(),
             tenant_id.to_string(),
             visitor_id.to_string(),
             self.now(),
             access.clone(),
-            self.blind.clone(),
         );
-        let rectified = self
-            .store
+        self.store
             .write(move |conn| {
                 ensure_accepts_data(conn, &tid)?;
                 let mut row = records::get_active(conn, &tid, &vid)?;
-                let (before_email, before_phone) =
-                    (row.email_index.clone(), row.phone_index.clone());
                 let keyring = keys.keyring(conn, &tid)?;
                 let old = records::open_fields(&row, &keyring, None)?;
                 let mut new = old.clone();
@@ -671,7 +620,6 @@ impl VisitorService {
                     row.updated_at = now.into();
                     row.last_activity_at = now.into();
                     records::update(conn, &row)?;
-                    blind.replace(conn, before_email.as_deref(), before_phone.as_deref(), &row)?;
                     let mut event = access.event("visitor.update", &row.id, &changed);
                     if meta_changed {
                         event = event.fields(&["external_ref"]);
@@ -683,9 +631,7 @@ impl VisitorService {
                     updated_fields: changed,
                 })
             })
-            .await;
-        self.blind.merge_if_due(&self.store);
-        rectified
+            .await
     }
 
     /// Erasure: ciphertexts and blind indexes are deleted for real; a tombstone keeps the id
@@ -914,13 +860,6 @@ pub fn erase_in(
         ));
     }
     let fields: Vec<&'static str> = row.present_fields();
-    blind_index::remove_visitor(
-        conn,
-        tenant_id,
-        visitor_id,
-        row.email_index.as_deref(),
-        row.phone_index.as_deref(),
-    )?;
     row.status = STATUS_ERASED.to_string();
     row.external_ref = None;
     row.legal_hold_reason = None;
