@@ -12,10 +12,12 @@
 //! * once [`MERGE_AT`] entries wait, or the oldest has waited [`MERGE_AFTER`] (checked at
 //!   the next write that adds entries: an idle server's few pending entries cost nothing), a
 //!   merge round sorts them by key (off the writer) and copies them into `blind_index_entries`
-//!   [`SLICE_ENTRIES`] at a time, each slice a unit of the group committer covering one
-//!   stretch of the key space, so a leaf takes every entry of the round that falls into it,
-//!   and no unit holds the writer for long. A last unit deletes the merged
-//!   entries from the pending table by seq, and then the map forgets them.
+//!   in key order, so a leaf takes every entry of the round that falls into it. Units of the
+//!   group committer do it, each for a bounded time (a few milliseconds while the writer is
+//!   mostly idle, paced so requests come first); then more units delete the merged entries
+//!   from the pending table by seq, and then the map forgets them;
+//! * past [`BACKLOG_MAX`] pending entries, new ones go straight into the table until the
+//!   merges catch up.
 //!
 //! The map holds a keyed 64-bit hash of (tenant, field, blind value) and the entry's seq,
 //! not the blind value nor the visitor. A lookup reads the pending rows of the seqs it finds,
@@ -56,12 +58,12 @@ pub const MERGE_AT: usize = 65_536;
 /// A round also starts once the oldest pending entry is this old, so the pending table and
 /// the map stay small on a tenant that grows slowly.
 pub const MERGE_AFTER: Duration = Duration::from_secs(30);
-/// Entries per unit of a merge round, at least: small enough that a unit holds the single
-/// writer for a few milliseconds (a round of 16 key ranges held it for up to 100 ms and showed
-/// as the p99 of mixed traffic at 1,000 req/s).
-pub const SLICE_ENTRIES: usize = 1_024;
 /// Most entries one round merges (its plan holds their keys in memory, about 100 bytes each).
 pub const ROUND_MAX: usize = 131_072;
+/// Most entries pending at once. Past it, new entries go straight into the B-tree table, as
+/// on PostgreSQL, until the merges catch up: this bounds the map's memory (about 40 bytes an
+/// entry) and the work left for the merges when a long import ends.
+pub const BACKLOG_MAX: usize = 4 * ROUND_MAX;
 
 /// The blind indexes of visitors, direct or deferred (see the module docs). Cheap to clone.
 #[derive(Clone, Default)]
@@ -194,7 +196,11 @@ impl BlindIndex {
 
     /// Records the blind values of newly inserted visitor rows, in the inserting unit.
     pub fn add_rows(&self, conn: &mut DbConnection, rows: &[VisitorRow]) -> Result<()> {
-        let Some(pending) = &self.pending else {
+        let deferring = self
+            .pending
+            .as_ref()
+            .filter(|pending| pending.lock().len < pending.backlog_max);
+        let Some(pending) = deferring else {
             let mut entries = Vec::new();
             for row in rows {
                 for e in entries_of(row) {
@@ -435,31 +441,119 @@ fn remove_entry(
 /// One merge round: every entry with a seq up to the highest handed out now. The order of
 /// the steps is what keeps lookups whole (see [`BlindIndex::candidates`]): entries reach the
 /// table before their pending rows go, and the map forgets them last.
+///
+/// Each step is a unit of the group committer that works for a bounded time and says how far
+/// it got; the next unit goes on from there. A unit's budget is small, and the round pauses
+/// between units, so requests at a steady rate wait little behind a merge; under an import
+/// (see [`Pacer`]) units are larger and follow each other, so merging keeps up with the
+/// entries that arrive, where requests already wait for whole batches. Fixed-size units held the
+/// writer 8-34 ms for 2,048 entries and 140-220 ms for deleting a round's 131,072 pending
+/// rows, and were the p99 of `mixed` at 1,000 req/s (BENCHMARKS.md, "Session 16").
 async fn merge_round(pending: &Arc<Pending>, store: &Store) -> Result<()> {
     let started = Instant::now();
-    let (upto, slices) = plan_round(pending, store).await?;
-    for seqs in slices {
-        store.write(move |conn| merge_slice(conn, &seqs)).await?;
+    let (upto, seqs) = plan_round(pending, store).await?;
+    let seqs = Arc::new(seqs);
+    let (mut done, mut units, mut longest) = (0, 0u32, Duration::ZERO);
+    let mut pacer = Pacer::new(pending);
+    while done < seqs.len() {
+        let budget = pacer.budget(pending);
+        let (plan, from) = (Arc::clone(&seqs), done);
+        let submitted = Instant::now();
+        let (merged, held) = store
+            .write(move |conn| timed(|| merge_some(conn, &plan[from..], budget)))
+            .await?;
+        done += merged;
+        (units, longest) = (units + 1, longest.max(held));
+        pacer.pause(submitted.elapsed()).await;
     }
-    let merged = store.write(move |conn| delete_merged(conn, upto)).await?;
+    let mut deleted_through = seqs.iter().copied().min().unwrap_or(upto) - 1;
+    while deleted_through < upto {
+        let budget = pacer.budget(pending);
+        let from = deleted_through;
+        let submitted = Instant::now();
+        let (through, held) = store
+            .write(move |conn| timed(|| delete_some(conn, from, upto, budget)))
+            .await?;
+        deleted_through = through;
+        (units, longest) = (units + 1, longest.max(held));
+        pacer.pause(submitted.elapsed()).await;
+    }
     pending.lock().forget_through(upto);
     tracing::debug!(
-        merged,
+        merged = seqs.len(),
+        units,
+        longest_unit_us = longest.as_micros() as u64,
         ms = started.elapsed().as_millis() as u64,
         "blind index entries merged"
     );
     Ok(())
 }
 
-/// The last seq a round starting now covers, and its pending entries' seqs in key order, cut
-/// into slices of [`SLICE_ENTRIES`].
+/// How long one merge unit may hold the writer: [`UNIT_BUDGET_LIGHT`] unless entries
+/// arrive at [`IMPORT_RATE`] or faster, as under an import, where requests already wait for
+/// long batches and the merge must keep up with the entries arriving. The signal is the rate
+/// of new entries, not how long the writer's batches take or how many writes queue: both
+/// grow with the merge's own units, and a budget that followed them grew until units held
+/// the writer for 20 ms at a steady 1,000 req/s (BENCHMARKS.md, "Session 16").
+const UNIT_BUDGET_LIGHT: Duration = Duration::from_micros(500);
+const UNIT_BUDGET_IMPORT: Duration = Duration::from_millis(20);
+/// New entries per second that mean an import (1,000 req/s of mixed traffic adds about 300).
+const IMPORT_RATE: f64 = 5_000.0;
+
+/// Watches the rate of new entries during a round, over windows of at least 200 ms.
+struct Pacer {
+    seq: i64,
+    at: Instant,
+    importing: bool,
+}
+
+impl Pacer {
+    fn new(pending: &Pending) -> Self {
+        Self {
+            seq: pending.next_seq.load(Ordering::SeqCst),
+            at: Instant::now(),
+            importing: false,
+        }
+    }
+
+    fn budget(&mut self, pending: &Pending) -> Duration {
+        let elapsed = self.at.elapsed();
+        if elapsed >= Duration::from_millis(200) {
+            let seq = pending.next_seq.load(Ordering::SeqCst);
+            self.importing = (seq - self.seq) as f64 / elapsed.as_secs_f64() >= IMPORT_RATE;
+            (self.seq, self.at) = (seq, Instant::now());
+        }
+        if self.importing {
+            UNIT_BUDGET_IMPORT
+        } else {
+            UNIT_BUDGET_LIGHT
+        }
+    }
+
+    /// Between units, unless under an import, a pause of four times the last unit's round
+    /// trip (its wait, its work and its commit's page writes): the merge then takes at most
+    /// about a fifth of the writer, and the requests that queued behind a unit commit before
+    /// the next.
+    async fn pause(&self, round_trip: Duration) {
+        if !self.importing {
+            tokio::time::sleep(round_trip * 4).await;
+        }
+    }
+}
+
+fn timed<T>(work: impl FnOnce() -> Result<T>) -> Result<(T, Duration)> {
+    let started = Instant::now();
+    work().map(|value| (value, started.elapsed()))
+}
+
+/// The last seq a round starting now covers, and its pending entries' seqs in key order.
 ///
 /// Every seq up to `upto` was handed out to a unit queued before the empty unit this awaits,
 /// so once it has committed each of those entries is committed or rolled back, and the
 /// snapshot, read off the writer, holds every one that will ever be. Sorting here keeps the
-/// writer's slices small: each covers one stretch of the key space, so its inserts fall on
-/// neighbouring leaves, and the next slice's on the next ones.
-async fn plan_round(pending: &Pending, store: &Store) -> Result<(i64, Vec<Vec<i64>>)> {
+/// writer's units small: each covers one stretch of the key space, so its inserts fall on
+/// neighbouring leaves, and the next unit's on the next ones.
+async fn plan_round(pending: &Pending, store: &Store) -> Result<(i64, Vec<i64>)> {
     let upto = pending.next_seq.load(Ordering::SeqCst) - 1;
     store.write(|_| Ok(())).await?;
     // Read and sorted on the reader's blocking thread, not on the server's event loop.
@@ -482,46 +576,64 @@ async fn plan_round(pending: &Pending, store: &Store) -> Result<(i64, Vec<Vec<i6
                 _ => upto,
             };
             keyed.sort_unstable();
-            // Small slices when little waits (a round started by age, or after a burst, must
-            // not stall light traffic); larger ones under a heavy import, so the rounds keep
-            // up with it, one slice per commit.
-            let per_slice = SLICE_ENTRIES.max(keyed.len() / 64);
-            let seqs: Vec<i64> = keyed.into_iter().map(|(_, _, _, seq)| seq).collect();
-            Ok((upto, seqs.chunks(per_slice).map(<[i64]>::to_vec).collect()))
+            Ok((upto, keyed.into_iter().map(|(_, _, _, seq)| seq).collect()))
         })
         .await
 }
 
-/// Deletes the pending rows a round merged.
-fn delete_merged(conn: &mut DbConnection, upto: i64) -> Result<usize> {
-    Ok(
-        diesel::delete(blind_index_pending::table.filter(blind_index_pending::seq.le(upto)))
-            .execute(conn)?,
-    )
-}
+/// Pending seqs one merge statement copies, and one delete statement removes.
+const MERGE_STEP: usize = 32;
+const DELETE_STEP: i64 = 256;
 
-/// Copies the pending entries of `seqs` into the B-tree table, sorted, in one statement.
-/// They are read from the pending table by seq, not taken from the plan: an entry erased
-/// since the plan was read is gone from there and must not come back.
-fn merge_slice(conn: &mut DbConnection, seqs: &[i64]) -> Result<usize> {
+/// Copies the pending entries of a prefix of `seqs` into the B-tree table, [`MERGE_STEP`] at
+/// a time, until `budget` has passed (at least one step); returns how many seqs it took.
+/// The entries are read from the pending table by seq, not taken from the plan: an entry
+/// erased since the plan was read is gone from there and must not come back.
+fn merge_some(conn: &mut DbConnection, seqs: &[i64], budget: Duration) -> Result<usize> {
     let DbConnection::Sqlite(c) = conn else {
         return Err(Error::internal_msg(
             "blind index entries are merged on SQLite only",
         ));
     };
-    let list = serde_json::to_string(seqs).map_err(Error::internal)?;
-    // One statement text whatever the slice's length (the seqs come as one JSON array), so it
-    // is prepared once. OR IGNORE: a round that stopped half way (a crash) merges again.
-    Ok(diesel::sql_query(
-        // CROSS JOIN fixes the loop order: each seq of the list finds its row by primary key,
-        // instead of a scan of the whole pending table per slice.
-        "INSERT OR IGNORE INTO blind_index_entries (tenant_id, field, blind, visitor_id) \
-         SELECT p.tenant_id, p.field, p.blind, p.visitor_id \
-         FROM json_each(?) AS j CROSS JOIN blind_index_pending AS p ON p.seq = j.value \
-         ORDER BY p.tenant_id, p.field, p.blind, p.visitor_id",
-    )
-    .bind::<Text, _>(list)
-    .execute(c)?)
+    let started = Instant::now();
+    let mut done = 0;
+    for step in seqs.chunks(MERGE_STEP) {
+        let list = serde_json::to_string(step).map_err(Error::internal)?;
+        // One statement text whatever the step's length (the seqs come as one JSON array),
+        // so it is prepared once. OR IGNORE: a round that stopped half way (a crash) merges
+        // again. CROSS JOIN fixes the loop order: each seq of the list finds its row by
+        // primary key, instead of a scan of the whole pending table.
+        diesel::sql_query(
+            "INSERT OR IGNORE INTO blind_index_entries (tenant_id, field, blind, visitor_id) \
+             SELECT p.tenant_id, p.field, p.blind, p.visitor_id \
+             FROM json_each(?) AS j CROSS JOIN blind_index_pending AS p ON p.seq = j.value \
+             ORDER BY p.tenant_id, p.field, p.blind, p.visitor_id",
+        )
+        .bind::<Text, _>(list)
+        .execute(c)?;
+        done += step.len();
+        if started.elapsed() >= budget {
+            break;
+        }
+    }
+    Ok(done)
+}
+
+/// Deletes merged pending rows, seqs after `from` up to `upto`, [`DELETE_STEP`] seqs at a
+/// time, until `budget` has passed (at least one step); returns the seq it deleted through.
+fn delete_some(conn: &mut DbConnection, from: i64, upto: i64, budget: Duration) -> Result<i64> {
+    let started = Instant::now();
+    let mut through = from;
+    while through < upto {
+        through = (through + DELETE_STEP).min(upto);
+        // Everything at or below: rows of a round that stopped half way go too.
+        diesel::delete(blind_index_pending::table.filter(blind_index_pending::seq.le(through)))
+            .execute(conn)?;
+        if started.elapsed() >= budget {
+            break;
+        }
+    }
+    Ok(through)
 }
 
 fn seq_key(pending: &Pending, tenant_id: &str, field: &str, blind: &[u8]) -> u64 {
@@ -536,6 +648,8 @@ struct Pending {
     next_seq: AtomicI64,
     merging: AtomicBool,
     map: Mutex<PendingMap>,
+    /// [`BACKLOG_MAX`], smaller in tests.
+    backlog_max: usize,
     /// Held (locked) for as long as this index lives.
     _lock_file: Option<std::fs::File>,
 }
@@ -566,6 +680,7 @@ impl Default for Pending {
             next_seq: AtomicI64::new(1),
             merging: AtomicBool::new(false),
             map: Mutex::new(PendingMap::default()),
+            backlog_max: BACKLOG_MAX,
             _lock_file: None,
         }
     }
@@ -825,9 +940,7 @@ mod tests {
         assert_eq!(index.pending_entries(), 64);
         assert_all_found(&index, &store, &rows, "while pending").await;
 
-        let (upto, slices) = plan_round(&pending, &store).await.unwrap();
-        // Slices of 8 here, so the round has several.
-        let seqs: Vec<i64> = slices.concat();
+        let (upto, seqs) = plan_round(&pending, &store).await.unwrap();
         assert_eq!(seqs.len(), 64);
         // Erased after the plan was read: its slice must not bring the entry back.
         let erased = rows[10].clone();
@@ -837,9 +950,14 @@ mod tests {
             .await
             .unwrap();
         let mut all: Vec<VisitorRow> = rows.iter().filter(|r| r.id != erased.id).cloned().collect();
+        // Units of 8 here, so the round has several.
         for (slice, chunk) in seqs.chunks(8).enumerate() {
             let chunk = chunk.to_vec();
-            store.write(move |c| merge_slice(c, &chunk)).await.unwrap();
+            let merged = store
+                .write(move |c| merge_some(c, &chunk, Duration::ZERO))
+                .await
+                .unwrap();
+            assert_eq!(merged, 8);
             assert_all_found(&index, &store, &all, &format!("after slice {slice}")).await;
             if slice == 3 {
                 let mut late = visitor(200);
@@ -849,8 +967,17 @@ mod tests {
                 store.write(move |c| ix.add_rows(c, &[late])).await.unwrap();
             }
         }
-        store.write(move |c| delete_merged(c, upto)).await.unwrap();
-        assert_all_found(&index, &store, &all, "after the delete").await;
+        // Deleted a step at a time: every step leaves each entry in the table or pending.
+        let mut through = seqs.iter().copied().min().unwrap() - 1;
+        while through < upto {
+            let from = through;
+            through = store
+                .write(move |c| delete_some(c, from, upto.min(from + 16), Duration::ZERO))
+                .await
+                .unwrap();
+            assert_all_found(&index, &store, &all, &format!("deleted through {through}")).await;
+        }
+        assert_eq!(through, upto);
         pending.lock().forget_through(upto);
         assert_all_found(&index, &store, &all, "after the map forgot").await;
         // Only the entry written during the round is still pending.
@@ -871,6 +998,99 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(left, 0, "the erased visitor's entry came back");
+    }
+
+    /// A merge unit stops once its budget has passed, after at least one step, and the next
+    /// goes on from there; so does the delete.
+    #[tokio::test]
+    async fn merge_units_stop_at_their_budget_and_the_next_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(dir.path());
+        let index = BlindIndex::deferred(&store).unwrap();
+        let pending = index.pending.clone().unwrap();
+        let rows: Vec<VisitorRow> = (0..=255).map(visitor_with_unique_blind).collect();
+        let (ix, batch) = (index.clone(), rows.clone());
+        store.write(move |c| ix.add_rows(c, &batch)).await.unwrap();
+        let (upto, seqs) = plan_round(&pending, &store).await.unwrap();
+        assert_eq!(seqs.len(), 256);
+
+        let plan = seqs.clone();
+        let first = store
+            .write(move |c| merge_some(c, &plan, Duration::ZERO))
+            .await
+            .unwrap();
+        assert_eq!(first, MERGE_STEP, "a spent budget still does one step");
+        assert_all_found(&index, &store, &rows, "after one unit").await;
+        let plan = seqs.clone();
+        let rest = store
+            .write(move |c| merge_some(c, &plan[first..], Duration::from_secs(60)))
+            .await
+            .unwrap();
+        assert_eq!(first + rest, 256);
+        let in_table: i64 = store
+            .read(|c| Ok(blind_index_entries::table.count().get_result(c)?))
+            .await
+            .unwrap();
+        assert_eq!(in_table, 256);
+
+        let from = seqs.iter().copied().min().unwrap() - 1;
+        let through = store
+            .write(move |c| delete_some(c, from, upto, Duration::ZERO))
+            .await
+            .unwrap();
+        assert_eq!(through, from + DELETE_STEP.min(upto - from));
+        let through = store
+            .write(move |c| delete_some(c, through, upto, Duration::from_secs(60)))
+            .await
+            .unwrap();
+        assert_eq!(through, upto);
+        let left: i64 = store
+            .read(|c| Ok(blind_index_pending::table.count().get_result(c)?))
+            .await
+            .unwrap();
+        assert_eq!(left, 0);
+        assert_all_found(&index, &store, &rows, "after the delete").await;
+    }
+
+    /// Past the backlog bound new entries go straight into the table; every visitor is still
+    /// found, and the merge takes only what was pending.
+    #[tokio::test]
+    async fn past_the_backlog_bound_entries_go_straight_into_the_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(dir.path());
+        let index = BlindIndex {
+            pending: Some(Arc::new(Pending {
+                backlog_max: 4,
+                ..Pending::default()
+            })),
+        };
+        let rows: Vec<VisitorRow> = (0..10).map(visitor).collect();
+        for batch in rows.chunks(3) {
+            let (ix, batch) = (index.clone(), batch.to_vec());
+            store.write(move |c| ix.add_rows(c, &batch)).await.unwrap();
+        }
+        // Batches of 3: the first two are deferred (3, then 6 pending), the rest go direct.
+        assert_eq!(index.pending_entries(), 6);
+        let in_table: i64 = store
+            .read(|c| Ok(blind_index_entries::table.count().get_result(c)?))
+            .await
+            .unwrap();
+        assert_eq!(in_table, 4);
+        assert_all_found(&index, &store, &rows, "with the backlog full").await;
+        assert_eq!(index.merge_now(&store).await.unwrap(), 6);
+        assert_eq!(index.pending_entries(), 0);
+        assert_all_found(&index, &store, &rows, "after the merge").await;
+        // Below the bound again: deferred.
+        let (ix, late) = (index.clone(), vec![visitor(200)]);
+        store.write(move |c| ix.add_rows(c, &late)).await.unwrap();
+        assert_eq!(index.pending_entries(), 1);
+    }
+
+    /// Visitor `i` with a blind value of its own (not one `visitor` shares past 64).
+    fn visitor_with_unique_blind(i: u8) -> VisitorRow {
+        let mut row = visitor(i);
+        row.email_index = Some(vec![i; 32]);
+        row
     }
 
     #[test]
