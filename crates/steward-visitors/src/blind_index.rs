@@ -13,10 +13,10 @@
 //!   the next write that adds entries: an idle server's few pending entries cost nothing), a
 //!   merge round sorts them by key (off the writer) and copies them into `blind_index_entries`
 //!   in key order, so a leaf takes every entry of the round that falls into it. Units of the
-//!   group committer do it, each for a bounded time (a few milliseconds while the writer is
-//!   mostly idle, paced so requests come first); then more units delete the merged entries
-//!   from the pending table by seq, and then the map forgets them;
-//! * past [`BACKLOG_MAX`] pending entries, new ones go straight into the table until the
+//!   group committer do it, each for a bounded time: half a millisecond, with a pause after
+//!   each, while entries arrive slowly; 20 ms, back to back, under an import. Then more units
+//!   delete the merged entries from the pending table by seq, and then the map forgets them;
+//! * past about [`BACKLOG_MAX`] pending entries, new ones go straight into the table until the
 //!   merges catch up.
 //!
 //! The map holds a keyed 64-bit hash of (tenant, field, blind value) and the entry's seq,
@@ -36,7 +36,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -58,9 +58,11 @@ pub const MERGE_AT: usize = 65_536;
 /// A round also starts once the oldest pending entry is this old, so the pending table and
 /// the map stay small on a tenant that grows slowly.
 pub const MERGE_AFTER: Duration = Duration::from_secs(30);
-/// Most entries one round merges (its plan holds their keys in memory, about 100 bytes each).
+/// Most entries one round merges (its plan holds their keys in memory while it is sorted,
+/// about 100 bytes each; then only their seqs).
 pub const ROUND_MAX: usize = 131_072;
-/// Most entries pending at once. Past it, new entries go straight into the B-tree table, as
+/// About the most entries pending at once (checked per write, so one batch may pass it).
+/// Past it, new entries go straight into the B-tree table, as
 /// on PostgreSQL, until the merges catch up: this bounds the map's memory (about 40 bytes an
 /// entry) and the work left for the merges when a long import ends.
 pub const BACKLOG_MAX: usize = 4 * ROUND_MAX;
@@ -196,6 +198,12 @@ impl BlindIndex {
 
     /// Records the blind values of newly inserted visitor rows, in the inserting unit.
     pub fn add_rows(&self, conn: &mut DbConnection, rows: &[VisitorRow]) -> Result<()> {
+        let count = rows.iter().flat_map(entries_of).count();
+        if let Some(pending) = &self.pending {
+            // Both paths count: the merge's pace follows every entry that arrives, including
+            // those that go straight into the table while the backlog is full.
+            pending.added.fetch_add(count as u64, Ordering::Relaxed);
+        }
         let deferring = self
             .pending
             .as_ref()
@@ -215,7 +223,6 @@ impl BlindIndex {
             steward_store::insert_chunked!(conn, blind_index_entries::table, &entries[..])?;
             return Ok(());
         };
-        let count = rows.iter().flat_map(entries_of).count();
         if count == 0 {
             return Ok(());
         }
@@ -358,15 +365,15 @@ impl BlindIndex {
         };
         let store = store.clone();
         runtime.spawn(async move {
-            if let Err(e) = merge_round(&guard.0, &store).await {
+            if let Err(e) = merge_round(&guard.0, &store, true).await {
                 tracing::error!(error = %e.log_cause(), "blind index merge failed; its entries stay pending");
                 guard.0.lock().failed_at = Some(Instant::now());
             }
         });
     }
 
-    /// Merges every entry pending now and waits for it; returns how many were pending. For
-    /// tests and tools; the server merges on its own.
+    /// Merges every entry pending now, unpaced, and waits for it; returns how many were
+    /// pending. For tests and tools; the server merges on its own, paced.
     pub async fn merge_now(&self, store: &Store) -> Result<usize> {
         let Some(pending) = &self.pending else {
             return Ok(0);
@@ -378,7 +385,7 @@ impl BlindIndex {
             }
         };
         let before = pending.lock().len;
-        merge_round(&guard.0, store).await.map(|()| before)
+        merge_round(&guard.0, store, false).await.map(|()| before)
     }
 }
 
@@ -446,104 +453,149 @@ fn remove_entry(
 /// it got; the next unit goes on from there. A unit's budget is small, and the round pauses
 /// between units, so requests at a steady rate wait little behind a merge; under an import
 /// (see [`Pacer`]) units are larger and follow each other, so merging keeps up with the
-/// entries that arrive, where requests already wait for whole batches. Fixed-size units held the
-/// writer 8-34 ms for 2,048 entries and 140-220 ms for deleting a round's 131,072 pending
-/// rows, and were the p99 of `mixed` at 1,000 req/s (BENCHMARKS.md, "Session 16").
-async fn merge_round(pending: &Arc<Pending>, store: &Store) -> Result<()> {
+/// entries that arrive, where requests already wait for whole batches. Unpaced (`merge_now`),
+/// every unit gets the larger budget. Fixed-size units held the writer 8-34 ms for 2,048
+/// entries and 140-220 ms for deleting a round's 131,072 pending rows, and were the p99 of
+/// `mixed` at 1,000 req/s (BENCHMARKS.md, "Session 16").
+async fn merge_round(pending: &Arc<Pending>, store: &Store, paced: bool) -> Result<()> {
     let started = Instant::now();
+    // Before the plan, which takes a while to read: its window already counts.
+    let mut pacer = Pacer::new(pending, paced);
     let (upto, seqs) = plan_round(pending, store).await?;
     let seqs = Arc::new(seqs);
-    let (mut done, mut units, mut longest) = (0, 0u32, Duration::ZERO);
-    let mut pacer = Pacer::new(pending);
+    let mut done = 0;
     while done < seqs.len() {
-        let budget = pacer.budget(pending);
         let (plan, from) = (Arc::clone(&seqs), done);
-        let submitted = Instant::now();
-        let (merged, held) = store
-            .write(move |conn| timed(|| merge_some(conn, &plan[from..], budget)))
+        let merged = pacer
+            .unit(store, move |conn, budget| {
+                merge_some(conn, &plan[from..], budget)
+            })
             .await?;
         done += merged;
-        (units, longest) = (units + 1, longest.max(held));
-        pacer.pause(submitted.elapsed()).await;
+        pacer.pause_unless(done == seqs.len()).await;
     }
-    let mut deleted_through = seqs.iter().copied().min().unwrap_or(upto) - 1;
-    while deleted_through < upto {
-        let budget = pacer.budget(pending);
-        let from = deleted_through;
-        let submitted = Instant::now();
-        let (through, held) = store
-            .write(move |conn| timed(|| delete_some(conn, from, upto, budget)))
-            .await?;
-        deleted_through = through;
-        (units, longest) = (units + 1, longest.max(held));
-        pacer.pause(submitted.elapsed()).await;
+    // Nothing is pending at or below `upto` but the plan's seqs (see `plan_round`), so an
+    // empty plan has nothing to delete.
+    if let Some(lowest) = seqs.iter().copied().min() {
+        let mut deleted_through = lowest - 1;
+        while deleted_through < upto {
+            let from = deleted_through;
+            deleted_through = pacer
+                .unit(store, move |conn, budget| {
+                    delete_some(conn, from, upto, budget)
+                })
+                .await?;
+            pacer.pause_unless(deleted_through >= upto).await;
+        }
     }
     pending.lock().forget_through(upto);
     tracing::debug!(
-        merged = seqs.len(),
-        units,
-        longest_unit_us = longest.as_micros() as u64,
+        planned = seqs.len(),
+        units = pacer.units,
+        longest_unit_us = pacer.longest.as_micros() as u64,
         ms = started.elapsed().as_millis() as u64,
         "blind index entries merged"
     );
     Ok(())
 }
 
-/// How long one merge unit may hold the writer: [`UNIT_BUDGET_LIGHT`] unless entries
-/// arrive at [`IMPORT_RATE`] or faster, as under an import, where requests already wait for
-/// long batches and the merge must keep up with the entries arriving. The signal is the rate
-/// of new entries, not how long the writer's batches take or how many writes queue: both
-/// grow with the merge's own units, and a budget that followed them grew until units held
-/// the writer for 20 ms at a steady 1,000 req/s (BENCHMARKS.md, "Session 16").
+/// How long one merge unit may hold the writer (it may overrun by one step) while entries
+/// arrive slowly, and under an import (see [`Pacer`]).
 const UNIT_BUDGET_LIGHT: Duration = Duration::from_micros(500);
 const UNIT_BUDGET_IMPORT: Duration = Duration::from_millis(20);
 /// New entries per second that mean an import (1,000 req/s of mixed traffic adds about 300).
 const IMPORT_RATE: f64 = 5_000.0;
+/// Between units while entries arrive slowly, a pause of this many times the last unit's
+/// round trip (its wait, its work and its commit's page writes): the merge then takes at
+/// most about a fifth of the writer, and the requests that queued behind a unit commit
+/// before the next.
+const PAUSE_FACTOR: u32 = 4;
+/// The window over which the pacer measures the rate of new entries.
+const RATE_WINDOW: Duration = Duration::from_millis(200);
 
-/// Watches the rate of new entries during a round, over windows of at least 200 ms.
+/// Sizes and spaces a round's units. Under an import (entries arriving at [`IMPORT_RATE`] or
+/// more, counting those that go straight into the table while the backlog is full) units get
+/// [`UNIT_BUDGET_IMPORT`] and follow each other, so merging keeps up with the entries
+/// arriving; requests there already wait for long batches. Otherwise units get
+/// [`UNIT_BUDGET_LIGHT`] and a pause after each. A backlog left by an import does not count:
+/// it is worked off at the light pace, or the requests that follow it would wait behind
+/// 20 ms units.
+///
+/// The signal is the rate of new entries, which the merge does not change. How long the
+/// writer's batches take and how many writes queue both grow with the merge's own units, and
+/// a budget that followed them grew until units held the writer for 20 ms at a steady
+/// 1,000 req/s (BENCHMARKS.md, "Session 16").
 struct Pacer {
-    seq: i64,
+    pending: Arc<Pending>,
+    paced: bool,
+    added: u64,
     at: Instant,
     importing: bool,
+    last_round_trip: Duration,
+    units: u32,
+    longest: Duration,
 }
 
 impl Pacer {
-    fn new(pending: &Pending) -> Self {
+    fn new(pending: &Arc<Pending>, paced: bool) -> Self {
         Self {
-            seq: pending.next_seq.load(Ordering::SeqCst),
+            pending: Arc::clone(pending),
+            paced,
+            added: pending.added.load(Ordering::Relaxed),
             at: Instant::now(),
             importing: false,
+            last_round_trip: Duration::ZERO,
+            units: 0,
+            longest: Duration::ZERO,
         }
     }
 
-    fn budget(&mut self, pending: &Pending) -> Duration {
-        let elapsed = self.at.elapsed();
-        if elapsed >= Duration::from_millis(200) {
-            let seq = pending.next_seq.load(Ordering::SeqCst);
-            self.importing = (seq - self.seq) as f64 / elapsed.as_secs_f64() >= IMPORT_RATE;
-            (self.seq, self.at) = (seq, Instant::now());
-        }
-        if self.importing {
+    /// Runs `work` as one committer unit with the budget the current rate allows.
+    async fn unit<T, F>(&mut self, store: &Store, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection, Duration) -> Result<T> + Send + 'static,
+    {
+        self.update();
+        let budget = if self.importing || !self.paced {
             UNIT_BUDGET_IMPORT
         } else {
             UNIT_BUDGET_LIGHT
-        }
+        };
+        let submitted = Instant::now();
+        let (value, held) = store
+            .write(move |conn| {
+                let started = Instant::now();
+                work(conn, budget).map(|value| (value, started.elapsed()))
+            })
+            .await?;
+        self.last_round_trip = submitted.elapsed();
+        self.units += 1;
+        self.longest = self.longest.max(held);
+        Ok(value)
     }
 
-    /// Between units, unless under an import, a pause of four times the last unit's round
-    /// trip (its wait, its work and its commit's page writes): the merge then takes at most
-    /// about a fifth of the writer, and the requests that queued behind a unit commit before
-    /// the next.
-    async fn pause(&self, round_trip: Duration) {
-        if !self.importing {
-            tokio::time::sleep(round_trip * 4).await;
+    fn update(&mut self) {
+        let elapsed = self.at.elapsed();
+        if elapsed < RATE_WINDOW {
+            return;
+        }
+        let added = self.pending.added.load(Ordering::Relaxed);
+        self.importing = is_import(added.saturating_sub(self.added), elapsed);
+        (self.added, self.at) = (added, Instant::now());
+    }
+
+    /// The pause after a unit, unless it was the last of its loop.
+    async fn pause_unless(&self, last: bool) {
+        if self.paced && !self.importing && !last {
+            tokio::time::sleep(self.last_round_trip * self.pending.pause_factor).await;
         }
     }
 }
 
-fn timed<T>(work: impl FnOnce() -> Result<T>) -> Result<(T, Duration)> {
-    let started = Instant::now();
-    work().map(|value| (value, started.elapsed()))
+/// Whether `added` entries in `elapsed` mean an import.
+fn is_import(added: u64, elapsed: Duration) -> bool {
+    added as f64 / elapsed.as_secs_f64().max(f64::EPSILON) >= IMPORT_RATE
 }
 
 /// The last seq a round starting now covers, and its pending entries' seqs in key order.
@@ -600,8 +652,8 @@ fn merge_some(conn: &mut DbConnection, seqs: &[i64], budget: Duration) -> Result
     for step in seqs.chunks(MERGE_STEP) {
         let list = serde_json::to_string(step).map_err(Error::internal)?;
         // One statement text whatever the step's length (the seqs come as one JSON array),
-        // so it is prepared once. OR IGNORE: a round that stopped half way (a crash) merges
-        // again. CROSS JOIN fixes the loop order: each seq of the list finds its row by
+        // so it is prepared once. OR IGNORE: a round that stopped half way (a crash or a
+        // failed unit) merges again. CROSS JOIN fixes the loop order: each seq of the list finds its row by
         // primary key, instead of a scan of the whole pending table.
         diesel::sql_query(
             "INSERT OR IGNORE INTO blind_index_entries (tenant_id, field, blind, visitor_id) \
@@ -619,14 +671,16 @@ fn merge_some(conn: &mut DbConnection, seqs: &[i64], budget: Duration) -> Result
     Ok(done)
 }
 
-/// Deletes merged pending rows, seqs after `from` up to `upto`, [`DELETE_STEP`] seqs at a
-/// time, until `budget` has passed (at least one step); returns the seq it deleted through.
+/// Deletes the merged pending rows up to `upto`, going on from `from` [`DELETE_STEP`] seqs
+/// at a time, until `budget` has passed (at least one step); returns the seq it deleted
+/// through. Each step deletes every row at or below its end: those below are already gone
+/// (or are rows of a round that stopped half way, merged too), and the range starts at the
+/// front of the table, so the step costs only the rows it removes.
 fn delete_some(conn: &mut DbConnection, from: i64, upto: i64, budget: Duration) -> Result<i64> {
     let started = Instant::now();
     let mut through = from;
     while through < upto {
-        through = (through + DELETE_STEP).min(upto);
-        // Everything at or below: rows of a round that stopped half way go too.
+        through = through.saturating_add(DELETE_STEP).min(upto);
         diesel::delete(blind_index_pending::table.filter(blind_index_pending::seq.le(through)))
             .execute(conn)?;
         if started.elapsed() >= budget {
@@ -646,10 +700,14 @@ struct Pending {
     /// the process.
     hasher: RandomState,
     next_seq: AtomicI64,
+    /// Entries added since start, deferred or not: the rate the merge paces itself by.
+    added: AtomicU64,
     merging: AtomicBool,
     map: Mutex<PendingMap>,
     /// [`BACKLOG_MAX`], smaller in tests.
     backlog_max: usize,
+    /// [`PAUSE_FACTOR`]; 0 in tests that wait for a background round.
+    pause_factor: u32,
     /// Held (locked) for as long as this index lives.
     _lock_file: Option<std::fs::File>,
 }
@@ -678,9 +736,11 @@ impl Default for Pending {
         Self {
             hasher: RandomState::new(),
             next_seq: AtomicI64::new(1),
+            added: AtomicU64::new(0),
             merging: AtomicBool::new(false),
             map: Mutex::new(PendingMap::default()),
             backlog_max: BACKLOG_MAX,
+            pause_factor: PAUSE_FACTOR,
             _lock_file: None,
         }
     }
@@ -749,21 +809,20 @@ impl PendingMap {
     }
 
     fn forget_through(&mut self, upto: i64) {
-        self.by_key.retain(|_, seqs| match seqs {
-            Seqs::One(seq) => *seq > upto,
-            Seqs::Many(all) => {
-                all.retain(|seq| *seq > upto);
-                !all.is_empty()
-            }
+        // One pass: the lock is held throughout, and lookups and creates wait for it.
+        let mut len = 0;
+        self.by_key.retain(|_, seqs| {
+            let kept = match seqs {
+                Seqs::One(seq) => usize::from(*seq > upto),
+                Seqs::Many(all) => {
+                    all.retain(|seq| *seq > upto);
+                    all.len()
+                }
+            };
+            len += kept;
+            kept > 0
         });
-        self.len = self
-            .by_key
-            .values()
-            .map(|seqs| match seqs {
-                Seqs::One(_) => 1,
-                Seqs::Many(all) => all.len(),
-            })
-            .sum();
+        self.len = len;
         if self.len == 0 {
             // Hand the memory of a large round back.
             self.by_key = HashMap::new();
@@ -892,7 +951,13 @@ mod tests {
     async fn reaching_merge_at_starts_a_round_in_the_background() {
         let dir = tempfile::tempdir().unwrap();
         let store = sqlite_store(dir.path());
-        let index = BlindIndex::deferred(&store).unwrap();
+        // Light units without the pauses, so the round ends in seconds.
+        let index = BlindIndex {
+            pending: Some(Arc::new(Pending {
+                pause_factor: 0,
+                ..Pending::default()
+            })),
+        };
         let mut rows: Vec<VisitorRow> = Vec::with_capacity(MERGE_AT);
         for i in 0..MERGE_AT {
             let mut row = visitor(0);
@@ -921,13 +986,19 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(pending_rows, 0);
+        // Every entry made it, over the round's many units.
+        let in_table: i64 = store
+            .read(|c| Ok(blind_index_entries::table.count().get_result(c)?))
+            .await
+            .unwrap();
+        assert_eq!(in_table, MERGE_AT as i64);
         // The guard was released: an explicit round can run.
         assert_eq!(index.merge_now(&store).await.unwrap(), 0);
     }
 
-    /// A lookup finds every entry at each step of a merge round: after each slice, after the
-    /// pending rows are deleted and after the map forgets them; and an entry written during
-    /// the round stays pending for the next.
+    /// A lookup finds every entry at each step of a merge round: after each merge unit, after
+    /// each delete step and after the map forgets them; and an entry written during the round
+    /// stays pending for the next.
     #[tokio::test]
     async fn lookups_find_every_entry_at_every_step_of_a_round() {
         let dir = tempfile::tempdir().unwrap();
@@ -942,7 +1013,7 @@ mod tests {
 
         let (upto, seqs) = plan_round(&pending, &store).await.unwrap();
         assert_eq!(seqs.len(), 64);
-        // Erased after the plan was read: its slice must not bring the entry back.
+        // Erased after the plan was read: its unit must not bring the entry back.
         let erased = rows[10].clone();
         let gone = erased.clone();
         store
@@ -951,15 +1022,15 @@ mod tests {
             .unwrap();
         let mut all: Vec<VisitorRow> = rows.iter().filter(|r| r.id != erased.id).cloned().collect();
         // Units of 8 here, so the round has several.
-        for (slice, chunk) in seqs.chunks(8).enumerate() {
+        for (unit, chunk) in seqs.chunks(8).enumerate() {
             let chunk = chunk.to_vec();
             let merged = store
                 .write(move |c| merge_some(c, &chunk, Duration::ZERO))
                 .await
                 .unwrap();
             assert_eq!(merged, 8);
-            assert_all_found(&index, &store, &all, &format!("after slice {slice}")).await;
-            if slice == 3 {
+            assert_all_found(&index, &store, &all, &format!("after unit {unit}")).await;
+            if unit == 3 {
                 let mut late = visitor(200);
                 late.email_index = Some(vec![1; 32]);
                 let ix = index.clone();
@@ -1008,11 +1079,11 @@ mod tests {
         let store = sqlite_store(dir.path());
         let index = BlindIndex::deferred(&store).unwrap();
         let pending = index.pending.clone().unwrap();
-        let rows: Vec<VisitorRow> = (0..=255).map(visitor_with_unique_blind).collect();
+        let rows: Vec<VisitorRow> = (0..600).map(numbered_visitor).collect();
         let (ix, batch) = (index.clone(), rows.clone());
         store.write(move |c| ix.add_rows(c, &batch)).await.unwrap();
         let (upto, seqs) = plan_round(&pending, &store).await.unwrap();
-        assert_eq!(seqs.len(), 256);
+        assert_eq!(seqs.len(), 600);
 
         let plan = seqs.clone();
         let first = store
@@ -1020,36 +1091,98 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(first, MERGE_STEP, "a spent budget still does one step");
+        assert_eq!(table_count(&store).await, MERGE_STEP as i64);
         assert_all_found(&index, &store, &rows, "after one unit").await;
         let plan = seqs.clone();
         let rest = store
             .write(move |c| merge_some(c, &plan[first..], Duration::from_secs(60)))
             .await
             .unwrap();
-        assert_eq!(first + rest, 256);
-        let in_table: i64 = store
-            .read(|c| Ok(blind_index_entries::table.count().get_result(c)?))
-            .await
-            .unwrap();
-        assert_eq!(in_table, 256);
+        assert_eq!(first + rest, 600);
+        assert_eq!(table_count(&store).await, 600);
 
         let from = seqs.iter().copied().min().unwrap() - 1;
         let through = store
             .write(move |c| delete_some(c, from, upto, Duration::ZERO))
             .await
             .unwrap();
-        assert_eq!(through, from + DELETE_STEP.min(upto - from));
+        assert_eq!(
+            through,
+            from + DELETE_STEP,
+            "a spent budget still does one step"
+        );
+        assert!(through < upto);
+        assert_eq!(pending_count(&store).await, upto - through);
+        assert_all_found(&index, &store, &rows, "after one delete step").await;
         let through = store
             .write(move |c| delete_some(c, through, upto, Duration::from_secs(60)))
             .await
             .unwrap();
         assert_eq!(through, upto);
-        let left: i64 = store
+        assert_eq!(pending_count(&store).await, 0);
+        assert_all_found(&index, &store, &rows, "after the delete").await;
+    }
+
+    /// Entries arriving fast mean an import; a trickle does not.
+    #[test]
+    fn the_pacer_tells_an_import_from_steady_traffic() {
+        let window = Duration::from_millis(200);
+        // 1,000 req/s of mixed traffic adds about 300 entries a second.
+        assert!(!is_import(60, window));
+        assert!(!is_import(999, window));
+        assert!(is_import(1_000, window));
+        assert!(is_import(8_000, window));
+        assert!(!is_import(0, Duration::ZERO));
+    }
+
+    /// Entries that go straight into the table while the backlog is full still count for
+    /// the pace, so an import that fills the backlog keeps the merge at the import pace.
+    #[tokio::test]
+    async fn entries_written_past_the_backlog_still_count_for_the_pace() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(dir.path());
+        let pending = Arc::new(Pending {
+            backlog_max: 4,
+            ..Pending::default()
+        });
+        let index = BlindIndex {
+            pending: Some(Arc::clone(&pending)),
+        };
+        let rows: Vec<VisitorRow> = (0..10).map(visitor).collect();
+        let (ix, batch) = (index.clone(), rows[..6].to_vec());
+        store.write(move |c| ix.add_rows(c, &batch)).await.unwrap();
+        let (ix, batch) = (index.clone(), rows[6..].to_vec());
+        store.write(move |c| ix.add_rows(c, &batch)).await.unwrap();
+        assert_eq!(index.pending_entries(), 6, "the second batch went direct");
+        assert_eq!(pending.added.load(Ordering::Relaxed), 10);
+    }
+
+    async fn table_count(store: &Store) -> i64 {
+        store
+            .read(|c| Ok(blind_index_entries::table.count().get_result(c)?))
+            .await
+            .unwrap()
+    }
+
+    async fn pending_count(store: &Store) -> i64 {
+        store
             .read(|c| Ok(blind_index_pending::table.count().get_result(c)?))
             .await
-            .unwrap();
-        assert_eq!(left, 0);
-        assert_all_found(&index, &store, &rows, "after the delete").await;
+            .unwrap()
+    }
+
+    /// Visitor `i` with a blind value of its own.
+    fn numbered_visitor(i: u16) -> VisitorRow {
+        let mut row = visitor(0);
+        row.id = format!("vis_{i:05}");
+        let mut blind = vec![0u8; 32];
+        blind[..8].copy_from_slice(
+            &u64::from(i)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .to_be_bytes(),
+        );
+        row.email_index = Some(blind);
+        row
     }
 
     /// Past the backlog bound new entries go straight into the table; every visitor is still
@@ -1084,13 +1217,6 @@ mod tests {
         let (ix, late) = (index.clone(), vec![visitor(200)]);
         store.write(move |c| ix.add_rows(c, &late)).await.unwrap();
         assert_eq!(index.pending_entries(), 1);
-    }
-
-    /// Visitor `i` with a blind value of its own (not one `visitor` shares past 64).
-    fn visitor_with_unique_blind(i: u8) -> VisitorRow {
-        let mut row = visitor(i);
-        row.email_index = Some(vec![i; 32]);
-        row
     }
 
     #[test]
