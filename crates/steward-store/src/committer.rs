@@ -208,7 +208,7 @@ const WRITER_CACHE_KIB: i64 = 8 * 1024;
 const WRITER_CHECKPOINT_PAGES: i64 = 64 * 1024;
 
 fn connect_writer(manager: &Manager) -> Option<DbConnection> {
-    let connected = manager.connect().and_then(|mut c| {
+    let connected = manager.connect_writer().and_then(|mut c| {
         if c.backend() == Backend::Sqlite {
             c.execute_batch(&format!(
                 "PRAGMA cache_size = -{WRITER_CACHE_KIB};\

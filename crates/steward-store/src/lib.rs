@@ -23,6 +23,8 @@ pub mod tenants;
 pub mod testing;
 pub mod timestamp;
 pub mod url;
+#[allow(unsafe_code)]
+mod wal_buffer;
 
 pub use committer::Committer;
 pub use connection::{Backend, DbConnection};

@@ -76,9 +76,31 @@ impl Manager {
     }
 
     pub fn connect(&self) -> Result<DbConnection, ConnectError> {
+        self.connect_with(false)
+    }
+
+    /// The committer's connection. On SQLite with `synchronous = FULL` it writes the WAL
+    /// through [`crate::wal_buffer`], which turns a commit's two `pwrite` calls per frame into
+    /// one per 31 frames; that VFS relies on the sync every FULL commit ends with.
+    pub fn connect_writer(&self) -> Result<DbConnection, ConnectError> {
+        self.connect_with(self.options.sqlite_sync == SqliteSync::Full)
+    }
+
+    fn connect_with(&self, buffered_wal: bool) -> Result<DbConnection, ConnectError> {
         match &self.url {
             DatabaseUrl::Sqlite(path) => {
-                let mut conn = SqliteConnection::establish(&path.to_string_lossy())?;
+                let path = path.to_string_lossy();
+                let mut conn = if !buffered_wal {
+                    SqliteConnection::establish(&path)?
+                } else if let Err(rc) = crate::wal_buffer::register() {
+                    tracing::warn!(
+                        rc,
+                        "buffered-WAL VFS not registered; the WAL is written unbuffered"
+                    );
+                    SqliteConnection::establish(&path)?
+                } else {
+                    SqliteConnection::establish(&crate::wal_buffer::uri(&path))?
+                };
                 let sync = match self.options.sqlite_sync {
                     SqliteSync::Full => "FULL",
                     SqliteSync::Normal => "NORMAL",
