@@ -82,10 +82,15 @@ pub fn register() -> Result<(), c_int> {
 }
 
 /// A URI that opens the database at `path` through this VFS. SQLite reads `%HH` escapes in
-/// a URI's path, and `?` and `#` end it, so those three are escaped.
+/// a URI's path, and `?` and `#` end it, so those three are escaped. An absolute path gets an
+/// empty authority (`file:///…`), so one that starts with `//` is not read as a host.
 pub fn uri(path: &str) -> String {
     let mut uri = String::with_capacity(path.len() + 40);
-    uri.push_str("file:");
+    uri.push_str(if path.starts_with('/') {
+        "file://"
+    } else {
+        "file:"
+    });
     for c in path.chars() {
         match c {
             '%' => uri.push_str("%25"),
@@ -698,8 +703,26 @@ mod tests {
     fn uri_escapes_what_ends_or_escapes_a_path() {
         assert_eq!(
             uri("/data/a%b?c#d.db"),
-            "file:/data/a%25b%3Fc%23d.db?vfs=steward-wal-buffer"
+            "file:///data/a%25b%3Fc%23d.db?vfs=steward-wal-buffer"
         );
+        assert_eq!(
+            uri("//srv/x.db"),
+            "file:////srv/x.db?vfs=steward-wal-buffer"
+        );
+        assert_eq!(uri("data/x.db"), "file:data/x.db?vfs=steward-wal-buffer");
+
+        // SQLite opens the same file by that URI as by the plain path.
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir.path().join("a%25b?c#d");
+        std::fs::create_dir(&odd).unwrap();
+        let path = odd.join("w.db");
+        let path = path.to_str().unwrap();
+        let mut w = writer(path, 4_096);
+        w.batch_execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB);")
+            .unwrap();
+        insert(&mut w, 10);
+        let mut plain = SqliteConnection::establish(path).unwrap();
+        assert_eq!(rows(&mut plain), 10);
     }
 
     /// What the committer relies on: after every commit the WAL on disk holds the whole
