@@ -24,7 +24,7 @@ pub mod testing;
 pub mod timestamp;
 pub mod url;
 #[allow(unsafe_code)]
-mod wal_buffer;
+pub mod wal_buffer;
 
 pub use committer::Committer;
 pub use connection::{Backend, DbConnection};
