@@ -90,6 +90,7 @@ impl Manager {
         match &self.url {
             DatabaseUrl::Sqlite(path) => {
                 let path = path.to_string_lossy();
+                let buffered_wal = buffered_wal && crate::wal_buffer::supports(&path);
                 let mut conn = if !buffered_wal {
                     SqliteConnection::establish(&path)?
                 } else if let Err(rc) = crate::wal_buffer::register() {

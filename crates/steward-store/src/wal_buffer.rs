@@ -6,16 +6,25 @@
 //! platform's default one and, for WAL files only, gathers consecutive writes in a 128 KiB
 //! buffer that it writes with one call (31 frames).
 //!
-//! Why this is safe: buffered bytes reach the file before any `xSync`, `xRead`, `xTruncate`,
-//! `xFileSize`, `xFileControl` or `xClose` of that file, and before any write that does not
-//! continue the buffer. In `synchronous = FULL` SQLite syncs the WAL at the end of every commit
-//! before it publishes the new frames in the wal-index, so no reader can see a frame that is
-//! not in the file, and a failed write is reported by the sync that made it, inside the
-//! committing transaction. That is why only the writer's connection uses this VFS, and only in
-//! `synchronous = FULL` ([`crate::pool::Manager::connect_writer`]): with `NORMAL` a commit
-//! publishes its frames without a sync. WAL files whose device does not promise powersafe
-//! overwrite (SQLite would pad and split a commit's last frame around its sync) are written
-//! through unbuffered, as are all other files.
+//! Why this is safe:
+//! - Buffered bytes reach the file before any `xSync`, `xRead`, `xTruncate`, `xFileSize` or
+//!   `xFileControl` of the WAL, and before any write that does not continue the buffer, so
+//!   SQLite never reads or syncs a WAL that lacks what it wrote.
+//! - They also reach it before the database handle's shared-memory barrier, which SQLite calls
+//!   between writing the two copies of the wal-index header that publish a commit, and before
+//!   the WAL's write lock is released. So no reader sees a frame that is not in the file, and
+//!   no bytes are written once another connection may write the WAL: a transaction that spilled
+//!   frames and rolled back leaves them in the buffer, and written after the lock is gone they
+//!   would land on another writer's commit.
+//! - In `synchronous = FULL` every commit ends with a sync of the WAL before it is published, so
+//!   a failed write fails the committing transaction. A failure found at a barrier or a read is
+//!   kept and fails the next sync, so a transaction whose frames did not all reach the file can
+//!   not commit. Hence only the writer's connection uses this VFS, and only in `FULL`
+//!   ([`crate::pool::Manager::connect_writer`]).
+//! - Buffering needs the wal-index in shared memory (the database handle has mapped it) and a
+//!   database file that promises powersafe overwrite (otherwise SQLite pads a commit's last
+//!   frame and splits it around the sync). Without either, and for every other file, writes go
+//!   straight through.
 //!
 //! What is left in `unsafe` here is the C calling convention of SQLite's VFS interface: each
 //! method forwards to the wrapped VFS's method of the same name.
@@ -104,6 +113,13 @@ pub fn uri(path: &str) -> String {
     uri
 }
 
+/// Whether a database given by `path` can be opened through [`uri`]: not when it already is a
+/// URI (SQLite reads `file:` names as URIs for every connection, so the writer must open the
+/// same name as the readers) or an in-memory or temporary database, which has no WAL.
+pub fn supports(path: &str) -> bool {
+    !(path.is_empty() || path == ":memory:" || path.starts_with("file:"))
+}
+
 /// Our part of a file handle. SQLite allocates `szOsFile` bytes; the wrapped VFS's handle
 /// follows ours at [`INNER_OFFSET`].
 #[repr(C)]
@@ -113,7 +129,17 @@ struct BufferedFile {
     inner: *mut ffi::sqlite3_file,
     /// Set for a WAL file that may be buffered.
     wal: Option<WalBuffer>,
+    /// A buffered WAL's database handle, and a database handle's buffered WAL (null when there
+    /// is none): the database handle's shared-memory calls say when the WAL's buffer must go
+    /// out.
+    link: *mut BufferedFile,
+    /// On a database handle: the wal-index is in shared memory, so commits are published through
+    /// its barrier and the WAL's write lock is one of its locks.
+    shm_mapped: bool,
 }
+
+// SQLite's allocator aligns a file handle to 8 bytes.
+const _: () = assert!(std::mem::align_of::<BufferedFile>() <= 8);
 
 const INNER_OFFSET: usize = std::mem::size_of::<BufferedFile>().next_multiple_of(16);
 
@@ -122,6 +148,10 @@ const INNER_OFFSET: usize = std::mem::size_of::<BufferedFile>().next_multiple_of
 struct WalBuffer {
     bytes: Vec<u8>,
     start: i64,
+    /// A write-out failed where SQLite could not be told (a barrier) or might only roll back a
+    /// statement (a read): the next sync fails, so the transaction cannot commit. Cleared when
+    /// the write lock is released.
+    failed: bool,
 }
 
 impl WalBuffer {
@@ -130,8 +160,8 @@ impl WalBuffer {
             .saturating_add(i64::try_from(self.bytes.len()).unwrap_or(i64::MAX))
     }
 
-    /// Issues the buffered bytes as one write. The buffer is emptied either way: after a
-    /// failure SQLite rolls the transaction back and rewrites what it needs.
+    /// Issues the buffered bytes as one write. The buffer is emptied either way; a failure is
+    /// kept in `failed` and reported as a write error.
     unsafe fn flush(&mut self, inner: *mut ffi::sqlite3_file) -> c_int {
         if self.bytes.is_empty() {
             return ffi::SQLITE_OK;
@@ -146,7 +176,12 @@ impl WalBuffer {
             _ => ffi::SQLITE_IOERR_WRITE,
         };
         self.bytes.clear();
-        rc
+        if rc == ffi::SQLITE_OK {
+            rc
+        } else {
+            self.failed = true;
+            ffi::SQLITE_IOERR_WRITE
+        }
     }
 }
 
@@ -215,6 +250,8 @@ unsafe extern "C" fn x_open(
             },
             inner,
             wal: None,
+            link: ptr::null_mut(),
+            shm_mapped: false,
         },
     );
     (*inner).pMethods = ptr::null();
@@ -228,30 +265,49 @@ unsafe extern "C" fn x_open(
         return rc;
     }
     (*f).base.pMethods = &IO_METHODS;
-    if rc == ffi::SQLITE_OK && flags & ffi::SQLITE_OPEN_WAL != 0 {
-        let characteristics = methods(inner)
-            .xDeviceCharacteristics
-            .map_or(0, |dc| dc(inner));
-        if characteristics & ffi::SQLITE_IOCAP_POWERSAFE_OVERWRITE != 0 {
-            (*f).wal = Some(WalBuffer::default());
+    if rc == ffi::SQLITE_OK && flags & ffi::SQLITE_OPEN_WAL != 0 && !name.is_null() {
+        // The WAL is opened through the VFS its database was opened with, so that handle is
+        // one of ours; checked all the same.
+        let db = ffi::sqlite3_database_file_object(name).cast::<BufferedFile>();
+        if !db.is_null() && ptr::eq((*db).base.pMethods, &IO_METHODS) {
+            // SQLite decides from the database handle whether to pad a commit.
+            let db_inner = (*db).inner;
+            let characteristics = methods(db_inner)
+                .xDeviceCharacteristics
+                .map_or(0, |dc| dc(db_inner));
+            if characteristics & ffi::SQLITE_IOCAP_POWERSAFE_OVERWRITE != 0 {
+                (*f).wal = Some(WalBuffer::default());
+                (*f).link = db;
+                (*db).link = f;
+            }
         }
     }
     rc
 }
 
+/// The buffered WAL linked to a database handle, if any.
+unsafe fn linked_wal<'a>(db: &BufferedFile) -> Option<&'a mut BufferedFile> {
+    if db.link.is_null() {
+        None
+    } else {
+        Some(&mut *db.link)
+    }
+}
+
 unsafe extern "C" fn x_close(handle: *mut ffi::sqlite3_file) -> c_int {
     let f = file(handle);
-    let flushed = flush(f);
-    // Frees the buffer; `None` needs no drop when SQLite frees the handle's memory.
+    // A WAL is closed without its write lock, so whatever is still buffered belongs to no
+    // commit (commits went out at their sync or barrier) and must not be written now, when
+    // another connection may own those offsets. Dropping the buffer frees it; `None` needs no
+    // drop when SQLite frees the handle's memory.
     f.wal = None;
-    let closed = methods(f.inner)
-        .xClose
-        .map_or(ffi::SQLITE_OK, |c| c(f.inner));
-    if flushed != ffi::SQLITE_OK {
-        flushed
-    } else {
-        closed
+    if !f.link.is_null() {
+        (*f.link).link = ptr::null_mut();
+        f.link = ptr::null_mut();
     }
+    methods(f.inner)
+        .xClose
+        .map_or(ffi::SQLITE_OK, |c| c(f.inner))
 }
 
 unsafe extern "C" fn x_read(
@@ -285,7 +341,8 @@ unsafe extern "C" fn x_write(
         Some(write) => write(inner, data, amount, offset),
         None => ffi::SQLITE_IOERR_WRITE,
     };
-    let Some(wal) = f.wal.as_mut() else {
+    let shared_index = !f.link.is_null() && (*f.link).shm_mapped;
+    let Some(wal) = f.wal.as_mut().filter(|_| shared_index) else {
         return write_through(inner);
     };
     let Ok(len) = usize::try_from(amount) else {
@@ -328,6 +385,9 @@ unsafe extern "C" fn x_sync(handle: *mut ffi::sqlite3_file, flags: c_int) -> c_i
     let rc = flush(f);
     if rc != ffi::SQLITE_OK {
         return rc;
+    }
+    if f.wal.as_ref().is_some_and(|w| w.failed) {
+        return ffi::SQLITE_IOERR_WRITE;
     }
     methods(f.inner)
         .xSync
@@ -413,11 +473,19 @@ unsafe extern "C" fn x_shm_map(
     out: *mut *mut c_void,
 ) -> c_int {
     let f = file(handle);
-    match methods(f.inner).xShmMap {
+    let rc = match methods(f.inner).xShmMap {
         Some(m) if version(f.inner) >= 2 => m(f.inner, region, size, extend, out),
         _ => ffi::SQLITE_IOERR_SHMMAP,
+    };
+    if rc == ffi::SQLITE_OK && !(*out).is_null() {
+        f.shm_mapped = true;
     }
+    rc
 }
+
+/// SQLite's lock on the WAL's right to append (`WAL_WRITE_LOCK`): the first shared-memory
+/// lock.
+const WAL_WRITE_LOCK: c_int = 0;
 
 unsafe extern "C" fn x_shm_lock(
     handle: *mut ffi::sqlite3_file,
@@ -426,6 +494,19 @@ unsafe extern "C" fn x_shm_lock(
     flags: c_int,
 ) -> c_int {
     let f = file(handle);
+    let releases_write_lock = flags & ffi::SQLITE_SHM_UNLOCK != 0
+        && offset <= WAL_WRITE_LOCK
+        && offset.saturating_add(n) > WAL_WRITE_LOCK;
+    if releases_write_lock {
+        if let Some(wal) = linked_wal(f) {
+            // Still ours to write: a rolled-back transaction's frames, past the last commit,
+            // harmless there. After the unlock they could overwrite another writer's frames.
+            if let Some(buffer) = wal.wal.as_mut() {
+                let _ = buffer.flush(wal.inner);
+                buffer.failed = false;
+            }
+        }
+    }
     match methods(f.inner).xShmLock {
         Some(l) if version(f.inner) >= 2 => l(f.inner, offset, n, flags),
         _ => ffi::SQLITE_IOERR_SHMLOCK,
@@ -434,6 +515,15 @@ unsafe extern "C" fn x_shm_lock(
 
 unsafe extern "C" fn x_shm_barrier(handle: *mut ffi::sqlite3_file) {
     let f = file(handle);
+    // SQLite publishes a commit by writing the wal-index header twice around this barrier:
+    // its frames must be in the file first. In FULL the commit's sync already wrote them.
+    if let Some(wal) = linked_wal(f) {
+        if let Some(buffer) = wal.wal.as_mut() {
+            if buffer.flush(wal.inner) != ffi::SQLITE_OK {
+                tracing::error!("writing the WAL before publishing a commit failed");
+            }
+        }
+    }
     if let Some(b) = methods(f.inner)
         .xShmBarrier
         .filter(|_| version(f.inner) >= 2)
@@ -444,6 +534,7 @@ unsafe extern "C" fn x_shm_barrier(handle: *mut ffi::sqlite3_file) {
 
 unsafe extern "C" fn x_shm_unmap(handle: *mut ffi::sqlite3_file, delete: c_int) -> c_int {
     let f = file(handle);
+    f.shm_mapped = false;
     match methods(f.inner).xShmUnmap {
         Some(u) if version(f.inner) >= 2 => u(f.inner, delete),
         _ => ffi::SQLITE_OK,
@@ -710,6 +801,8 @@ mod tests {
             "file:////srv/x.db?vfs=steward-wal-buffer"
         );
         assert_eq!(uri("data/x.db"), "file:data/x.db?vfs=steward-wal-buffer");
+        assert!(supports("/data/x.db") && supports("x.db"));
+        assert!(!supports("file:x.db?mode=rwc") && !supports(":memory:") && !supports(""));
 
         // SQLite opens the same file by that URI as by the plain path.
         let dir = tempfile::tempdir().unwrap();
@@ -767,6 +860,104 @@ mod tests {
             "{issued} writes issued for {asked} asked"
         );
         assert_eq!(integrity(&mut w), "ok");
+    }
+
+    /// Another writer (a CLI command in a second process) commits while the buffered writer
+    /// holds frames of a transaction it rolled back. Those frames must never reach the file
+    /// after the write lock is released, where they would overwrite the other's commit; the
+    /// writer then writes again, and closes.
+    #[test]
+    fn a_rolled_back_transaction_never_overwrites_another_writers_commit() {
+        for then_close in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("w.db");
+            let path = path.to_str().unwrap();
+            let mut w = writer(path, 16);
+            w.batch_execute(
+                "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB); CREATE INDEX t_v ON t (v); \
+                 CREATE TABLE u (id INTEGER PRIMARY KEY, v BLOB);",
+            )
+            .unwrap();
+            insert(&mut w, 200);
+            let mut other = SqliteConnection::establish(path).unwrap();
+            other
+                .batch_execute("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;")
+                .unwrap();
+            other
+                .batch_execute("PRAGMA wal_checkpoint(PASSIVE);")
+                .unwrap();
+
+            // Spills to the WAL (a 16-page cache), then rolls back without reading back.
+            w.batch_execute(
+                "BEGIN IMMEDIATE; \
+                 WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 300) \
+                 INSERT INTO u (v) SELECT randomblob(3000) FROM k; \
+                 ROLLBACK;",
+            )
+            .unwrap();
+            // 1.6 MB, so its frames cover the WAL's offsets that the rolled-back ones had.
+            insert(&mut other, 400);
+            other
+                .batch_execute(
+                    "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 400) \
+                     INSERT INTO u (v) SELECT randomblob(3000) FROM k;",
+                )
+                .unwrap();
+            if then_close {
+                drop(w);
+            } else {
+                insert(&mut w, 1);
+                drop(w);
+            }
+            let expected = if then_close { 600 } else { 601 };
+            assert_eq!(rows(&mut other), expected, "close: {then_close}");
+            assert_eq!(integrity(&mut other), "ok", "close: {then_close}");
+
+            let crash = dir.path().join("crash");
+            std::fs::create_dir(&crash).unwrap();
+            std::fs::copy(path, crash.join("w.db")).unwrap();
+            if std::path::Path::new(&format!("{path}-wal")).exists() {
+                std::fs::copy(format!("{path}-wal"), crash.join("w.db-wal")).unwrap();
+            }
+            let mut recovered =
+                SqliteConnection::establish(crash.join("w.db").to_str().unwrap()).unwrap();
+            assert_eq!(
+                rows(&mut recovered),
+                expected,
+                "recovered, close: {then_close}"
+            );
+            let u = diesel::sql_query("SELECT count(*) AS n FROM u")
+                .get_result::<Count>(&mut recovered)
+                .unwrap()
+                .n;
+            assert_eq!(u, 400, "recovered, close: {then_close}");
+            assert_eq!(integrity(&mut recovered), "ok");
+        }
+    }
+
+    /// The committer only uses this VFS in `synchronous = FULL`, but a connection switched to
+    /// `NORMAL` (no sync per commit) still leaves every commit in the file for readers: the
+    /// release of the write lock writes the buffer out. (The barrier does so earlier, for a
+    /// reader that comes between publication and release, a window this test cannot hit.)
+    #[test]
+    fn without_a_sync_per_commit_readers_still_see_whole_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let path = path.to_str().unwrap();
+        let mut w = writer(path, 4_096);
+        w.batch_execute(
+            "PRAGMA synchronous = NORMAL; \
+             CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB); CREATE INDEX t_v ON t (v);",
+        )
+        .unwrap();
+        let mut reader = SqliteConnection::establish(path).unwrap();
+        let mut expected = 0;
+        for n in [1_i64, 2_000, 30] {
+            insert(&mut w, n);
+            expected += n;
+            assert_eq!(rows(&mut reader), expected);
+            assert_eq!(integrity(&mut reader), "ok");
+        }
     }
 
     /// A rolled-back transaction that spilled frames, a checkpoint by the writer that reads the
