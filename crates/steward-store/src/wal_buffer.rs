@@ -790,6 +790,30 @@ mod tests {
         .unwrap();
     }
 
+    /// A new database `w.db` in `dir` with table `t` (indexed on `v`), and its writer.
+    fn database(dir: &tempfile::TempDir, cache_pages: u32) -> (String, SqliteConnection) {
+        let path = dir.path().join("w.db").to_str().unwrap().to_string();
+        let mut w = writer(&path, cache_pages);
+        w.batch_execute(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB); CREATE INDEX t_v ON t (v);",
+        )
+        .unwrap();
+        (path, w)
+    }
+
+    /// What a crash leaves behind: the database and its WAL as they are on disk now, copied to
+    /// `dir/name` and opened (so recovered) by a new connection.
+    fn crash_copy(dir: &tempfile::TempDir, path: &str, name: &str) -> SqliteConnection {
+        let crash = dir.path().join(name);
+        std::fs::create_dir(&crash).unwrap();
+        std::fs::copy(path, crash.join("w.db")).unwrap();
+        let wal = format!("{path}-wal");
+        if std::path::Path::new(&wal).exists() {
+            std::fs::copy(&wal, crash.join("w.db-wal")).unwrap();
+        }
+        SqliteConnection::establish(crash.join("w.db").to_str().unwrap()).unwrap()
+    }
+
     #[test]
     fn uri_escapes_what_ends_or_escapes_a_path() {
         assert_eq!(
@@ -824,14 +848,8 @@ mod tests {
     #[test]
     fn every_commit_is_in_the_file_and_visible_to_readers() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("w.db");
-        let path = path.to_str().unwrap();
-        let mut w = writer(path, 4_096);
-        w.batch_execute(
-            "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB); CREATE INDEX t_v ON t (v);",
-        )
-        .unwrap();
-        let mut reader = SqliteConnection::establish(path).unwrap();
+        let (path, mut w) = database(&dir, 4_096);
+        let mut reader = SqliteConnection::establish(&path).unwrap();
         let (asked_before, issued_before) = counts();
         let mut expected = 0;
         for (round, n) in [1_i64, 3_000, 50, 8_000].into_iter().enumerate() {
@@ -839,12 +857,7 @@ mod tests {
             expected += n;
             assert_eq!(rows(&mut reader), expected, "reader after commit {round}");
 
-            let crash = dir.path().join(format!("crash{round}"));
-            std::fs::create_dir(&crash).unwrap();
-            std::fs::copy(path, crash.join("w.db")).unwrap();
-            std::fs::copy(format!("{path}-wal"), crash.join("w.db-wal")).unwrap();
-            let mut recovered =
-                SqliteConnection::establish(crash.join("w.db").to_str().unwrap()).unwrap();
+            let mut recovered = crash_copy(&dir, &path, &format!("crash{round}"));
             assert_eq!(
                 rows(&mut recovered),
                 expected,
@@ -870,16 +883,11 @@ mod tests {
     fn a_rolled_back_transaction_never_overwrites_another_writers_commit() {
         for then_close in [false, true] {
             let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("w.db");
-            let path = path.to_str().unwrap();
-            let mut w = writer(path, 16);
-            w.batch_execute(
-                "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB); CREATE INDEX t_v ON t (v); \
-                 CREATE TABLE u (id INTEGER PRIMARY KEY, v BLOB);",
-            )
-            .unwrap();
+            let (path, mut w) = database(&dir, 16);
+            w.batch_execute("CREATE TABLE u (id INTEGER PRIMARY KEY, v BLOB);")
+                .unwrap();
             insert(&mut w, 200);
-            let mut other = SqliteConnection::establish(path).unwrap();
+            let mut other = SqliteConnection::establish(&path).unwrap();
             other
                 .batch_execute("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;")
                 .unwrap();
@@ -903,24 +911,15 @@ mod tests {
                      INSERT INTO u (v) SELECT randomblob(3000) FROM k;",
                 )
                 .unwrap();
-            if then_close {
-                drop(w);
-            } else {
+            if !then_close {
                 insert(&mut w, 1);
-                drop(w);
             }
+            drop(w);
             let expected = if then_close { 600 } else { 601 };
             assert_eq!(rows(&mut other), expected, "close: {then_close}");
             assert_eq!(integrity(&mut other), "ok", "close: {then_close}");
 
-            let crash = dir.path().join("crash");
-            std::fs::create_dir(&crash).unwrap();
-            std::fs::copy(path, crash.join("w.db")).unwrap();
-            if std::path::Path::new(&format!("{path}-wal")).exists() {
-                std::fs::copy(format!("{path}-wal"), crash.join("w.db-wal")).unwrap();
-            }
-            let mut recovered =
-                SqliteConnection::establish(crash.join("w.db").to_str().unwrap()).unwrap();
+            let mut recovered = crash_copy(&dir, &path, "crash");
             assert_eq!(
                 rows(&mut recovered),
                 expected,
@@ -942,15 +941,9 @@ mod tests {
     #[test]
     fn without_a_sync_per_commit_readers_still_see_whole_commits() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("w.db");
-        let path = path.to_str().unwrap();
-        let mut w = writer(path, 4_096);
-        w.batch_execute(
-            "PRAGMA synchronous = NORMAL; \
-             CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB); CREATE INDEX t_v ON t (v);",
-        )
-        .unwrap();
-        let mut reader = SqliteConnection::establish(path).unwrap();
+        let (path, mut w) = database(&dir, 4_096);
+        w.batch_execute("PRAGMA synchronous = NORMAL;").unwrap();
+        let mut reader = SqliteConnection::establish(&path).unwrap();
         let mut expected = 0;
         for n in [1_i64, 2_000, 30] {
             insert(&mut w, n);
@@ -966,15 +959,9 @@ mod tests {
     #[test]
     fn rollbacks_checkpoints_and_restarts_keep_the_database_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("w.db");
-        let path = path.to_str().unwrap();
         // A small cache makes SQLite spill pages to the WAL mid-transaction and read them
         // back, the path where an unflushed buffer would be read stale.
-        let mut w = writer(path, 16);
-        w.batch_execute(
-            "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB); CREATE INDEX t_v ON t (v);",
-        )
-        .unwrap();
+        let (path, mut w) = database(&dir, 16);
         insert(&mut w, 2_000);
         let rolled_back = w.transaction::<(), diesel::result::Error, _>(|c| {
             insert(c, 4_000);
@@ -986,7 +973,7 @@ mod tests {
         insert(&mut w, 1_000);
         w.batch_execute("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
         insert(&mut w, 1_500);
-        let mut other = SqliteConnection::establish(path).unwrap();
+        let mut other = SqliteConnection::establish(&path).unwrap();
         other
             .batch_execute("PRAGMA wal_checkpoint(RESTART);")
             .unwrap();
